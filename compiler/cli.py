@@ -1,0 +1,141 @@
+"""The ``mapc`` command line.
+
+Every command catches :class:`MapcError` and prints it as one line on stderr with exit code 2;
+any other exception is an internal error (exit 1; ``--debug`` shows the traceback).
+"""
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from targets import bundled_names, load_target
+
+from .context import Options
+from .errors import MapcError
+from .outputs import write_all
+from .pipeline import PASS_NAMES, describe, run_pipeline
+from .report import report_json
+
+stdout = Console(highlight=False, markup=False, soft_wrap=True)
+
+
+def handle_errors(fn):
+    """Turn MapcError into one stderr line + exit 2, other errors into exit 1."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        debug = click.get_current_context().find_root().params.get("debug", False)
+        try:
+            return fn(*args, **kwargs)
+        except MapcError as e:
+            if debug:
+                raise
+            click.echo(f"mapc: error: {e}", err=True)
+            sys.exit(2)
+        except (click.exceptions.Exit, click.ClickException, SystemExit):
+            raise
+        except Exception as e:  # an internal error: say so, keep the traceback for --debug
+            if debug:
+                raise
+            click.echo(f"mapc: internal error: {e.__class__.__name__}: {e} (rerun with --debug)", err=True)
+            sys.exit(1)
+
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Show tracebacks instead of one-line errors.")
+def main(debug: bool) -> None:
+    """mapc: a mapping compiler for spatial DNN accelerators.
+
+    It parses an operator into a polyhedral loop-nest IR, solves the off-chip mapping subspace
+    (L2 tiles, DRAM loop order, chiplet split) and then the on-chip one (spatial map, L1 tiles),
+    and emits MAESTRO MDC files or tiled GEMM schedules.  Start with `mapc targets` and
+    `mapc show examples/conv3x3.yaml`.
+    """
+
+
+@main.command()
+@click.argument("op", type=click.Path(path_type=Path))
+@click.option("-t", "--target", required=True, help="Bundled target name (see `mapc targets`) or a target .yaml path.")
+@click.option("-o", "--out", "out_dir", type=click.Path(path_type=Path), default=Path("mapc-out"),
+              show_default=True, help="Directory for <op>.report.json and the backend's files.")
+@click.option("--objective", type=click.Choice(["latency", "energy", "edp"]), default="latency",
+              show_default=True, help="What the on-chip search minimises.")
+@click.option("--backend", type=click.Choice(["mdc", "gemm"]), default=None,
+              help="Backend for targets that have several (default: the target's first).")
+@click.option("--dump-after", multiple=True, type=click.Choice(PASS_NAMES), metavar="PASS",
+              help=f"Print the IR after PASS (repeatable). Passes: {', '.join(PASS_NAMES)}.")
+@click.option("--stop-after", type=click.Choice(PASS_NAMES), metavar="PASS", default=None,
+              help="Stop after PASS (its report holds what was decided so far).")
+@click.option("--time-limit", type=click.FloatRange(min=0.01), default=10.0, show_default=True,
+              help="Wall-time limit in seconds for each solver call.")
+@handle_errors
+def compile(op: Path, target: str, out_dir: Path, objective: str, backend: str | None,
+            dump_after: tuple[str, ...], stop_after: str | None, time_limit: float) -> None:
+    """Compile operator file OP for a target and write the mapping and <op>.report.json."""
+    tgt = load_target(target)
+    ctx = run_pipeline(op, tgt, Options(objective=objective, backend=backend, time_limit_s=time_limit),
+                       stop_after=stop_after, dump_after=dump_after, dump=stdout.print)
+    files = list(ctx.artifacts) + [(f"{ctx.op.name}.report.json", report_json(ctx))]
+    written = write_all(out_dir, files)
+    table = Table(title=f"{ctx.op.name} on {tgt.name}", show_header=True)
+    table.add_column("pass")
+    table.add_column("seconds", justify="right")
+    table.add_column("space", justify="right")
+    table.add_column("solver")
+    for r in ctx.records:
+        table.add_row(r.name, f"{r.seconds:.3f}", f"{r.space_size:,}" if r.space_size else "-",
+                      r.solver_status or "-")
+    stdout.print(table)
+    stdout.print(f"MACs {ctx.op.macs:,}; " + (ctx.mdc_form.pretty() if ctx.mdc_form else ""))
+    for path in written:
+        stdout.print(f"wrote {path}")
+
+
+@main.command()
+@click.argument("op", type=click.Path(path_type=Path))
+@handle_errors
+def show(op: Path) -> None:
+    """Print operator file OP: statement, dims, ISL domain, access maps and its MDC form."""
+    ctx = run_pipeline(op, load_target("edge"), stop_after="conformance")
+    stdout.print(describe(ctx).split("\n", 1)[1])
+
+
+@main.command()
+@handle_errors
+def targets() -> None:
+    """List the bundled targets."""
+    table = Table(show_header=True)
+    for col in ("name", "PEs", "L1/PE B", "L2 B", "NoC BW", "DRAM BW", "backends"):
+        table.add_column(col, no_wrap=True)
+    for name in bundled_names():
+        t = load_target(name)
+        pes = f"{t.num_pes}" + (f" x {t.num_chiplets}" if t.chiplets else "")
+        table.add_row(t.name, pes, f"{t.l1_bytes:,}", f"{t.l2_bytes:,}", f"{t.noc_bw:g}", f"{t.offchip_bw:g}",
+                      ",".join(t.backends))
+    stdout.print(table)
+    stdout.print("Bandwidths in elements/cycle; capacities per chiplet where a target has chiplets.\n"
+                 "`mapc show-target NAME` describes one.")
+
+
+@main.command("show-target")
+@click.argument("name")
+@handle_errors
+def show_target(name: str) -> None:
+    """Show every property of target NAME (a bundled name or a .yaml path)."""
+    table = Table(show_header=False)
+    table.add_column("property")
+    table.add_column("value")
+    for key, value in load_target(name).rows():
+        table.add_row(key, value)
+    stdout.print(table)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

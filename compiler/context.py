@@ -1,0 +1,104 @@
+"""The compilation context carried through the pass pipeline.
+
+A :class:`Context` is frozen: each pass returns ``dataclasses.replace(ctx, ...)`` with the fields
+it decides filled in.  Its ``stage`` records how far compilation has come, so a pass can refuse a
+context that is not ready for it (the driver checks ``Pass.requires``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from enum import IntEnum
+from pathlib import Path
+from typing import Any
+
+from targets import Target
+
+from .ir import Op
+
+
+class Stage(IntEnum):
+    """How far a context has come; passes require one stage and leave the next."""
+
+    START = 0
+    PARSED = 1        # frontend: ctx.op
+    CONFORMING = 2    # conformance: ctx.mdc_form
+    OFFCHIP = 3       # off-chip subspace solved: ctx.offchip
+    ONCHIP = 4        # on-chip subspace solved: ctx.onchip
+    LOWERED = 5       # a backend wrote its artefacts
+
+
+@dataclass(frozen=True)
+class MdcForm:
+    """How an operator is written in MDC: the layer type and which op dim plays each MDC dim.
+
+    ``dim_map`` pairs MDC dim names (``K``, ``C``, ``Y``, ``X``, ``R``, ``S``, ``N``, ``G`` or
+    GEMM's ``M``, ``N``, ``K``) with op dims; MDC dims not listed have extent 1.  For ``Y``/``X``
+    the op dim is the *output* dim of a sliding window; the input extent is derived.
+    ``repeat_dims`` are dims one MDC layer cannot hold (a batch of GEMMs, attention heads): the
+    operator is that many identical layers."""
+
+    layer_type: str
+    dim_map: tuple[tuple[str, str], ...]
+    repeat_dims: tuple[str, ...] = ()
+    input: str = "I"
+    weight: str = "W"
+    output: str = "O"
+
+    def op_dim(self, mdc_dim: str) -> str | None:
+        return dict(self.dim_map).get(mdc_dim)
+
+    def mdc_dim(self, op_dim: str) -> str | None:
+        return next((m for m, d in self.dim_map if d == op_dim), None)
+
+    def pretty(self) -> str:
+        roles = ", ".join(f"{m}={d}" for m, d in self.dim_map)
+        rep = f"; repeated over {', '.join(self.repeat_dims)}" if self.repeat_dims else ""
+        return (f"MDC form: {self.layer_type} ({roles}){rep}; input {self.input}, "
+                f"weight {self.weight}, output {self.output}")
+
+
+@dataclass(frozen=True)
+class PassRecord:
+    """What one pass reported: wall time, the size of the space it searched, solver status."""
+
+    name: str
+    seconds: float
+    space_size: int | None = None
+    solver_status: str | None = None
+
+
+@dataclass(frozen=True)
+class Options:
+    """User choices that passes read (keyword-only in the CLI)."""
+
+    objective: str = "latency"
+    backend: str | None = None          # None: the target's first backend
+    time_limit_s: float = 10.0
+
+
+@dataclass(frozen=True)
+class Context:
+    """Everything a compilation knows; each pass fills in its part."""
+
+    op_path: Path
+    target: Target
+    options: Options = Options()
+    stage: Stage = Stage.START
+    op: Op | None = None
+    mdc_form: MdcForm | None = None
+    offchip: Any = None
+    onchip: Any = None
+    lowered: Any = None
+    artifacts: tuple[tuple[str, str], ...] = ()      # (file name, text) written at the end
+    records: tuple[PassRecord, ...] = ()
+    solver_notes: tuple[tuple[str, int | None, str | None], ...] = field(default=())
+
+    def note_search(self, pass_name: str, space_size: int | None, solver_status: str | None) -> "Context":
+        """Return a context that remembers the search size and solver status of ``pass_name``."""
+        return replace(self, solver_notes=self.solver_notes + ((pass_name, space_size, solver_status),))
+
+    def search_of(self, pass_name: str) -> tuple[int | None, str | None]:
+        for name, size, status in self.solver_notes:
+            if name == pass_name:
+                return size, status
+        return None, None

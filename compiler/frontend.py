@@ -1,0 +1,221 @@
+"""Frontend: an operator file (YAML) -> the polyhedral :class:`~compiler.ir.Op`.
+
+The statement is parsed with ``grammar/op.lark``; index expressions are folded into
+:class:`AffineIndex` (a product of two loop variables is rejected here, with its position).  The
+iteration domain and one access map per tensor are built as islpy objects, and the facts later
+passes need (dims per tensor, sliding windows, tensor extents) are derived from them: extents are
+the bounds of the image of the domain under each access map.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+
+import islpy as isl
+import lark
+
+from .errors import InputError, MapcError
+from .ir import AffineIndex, Dim, Op, Role, Tensor, Window
+from .presets import PRESETS
+from .yamlio import LocDict, check_keys, load_yaml_mapping, positive_int, read_text
+
+DTYPE_BYTES = {"int4": 1, "int8": 1, "uint8": 1, "int16": 2, "fp16": 2, "bf16": 2,
+               "int32": 4, "fp32": 4}
+OP_KEYS = ("name", "statement", "dims", "kind", "params", "dtype", "tensor_dtypes")
+
+
+@lru_cache(maxsize=1)
+def _parser() -> lark.Lark:
+    text = resources.files("grammar").joinpath("op.lark").read_text(encoding="utf-8")
+    return lark.Lark(text, parser="lalr", propagate_positions=True)
+
+
+def _fold(tree: lark.Tree | lark.Token, text: str) -> tuple[dict[str, int], int]:
+    """Fold an index expression into ``({dim: coef}, const)`` or raise on a non-affine term."""
+    if isinstance(tree, lark.Token):  # pragma: no cover - the grammar wraps tokens
+        raise AssertionError(tree)
+    kind = tree.data
+    if kind == "var":
+        return {str(tree.children[0]): 1}, 0
+    if kind == "const":
+        return {}, int(tree.children[0])
+    if kind == "neg":
+        terms, const = _fold(tree.children[0], text)
+        return {d: -c for d, c in terms.items()}, -const
+    left, right = (_fold(c, text) for c in tree.children)
+    if kind in ("add", "sub"):
+        sign = 1 if kind == "add" else -1
+        terms = dict(left[0])
+        for d, c in right[0].items():
+            terms[d] = terms.get(d, 0) + sign * c
+        return terms, left[1] + sign * right[1]
+    if kind == "mul":
+        if left[0] and right[0]:
+            expr = text[tree.meta.start_pos:tree.meta.end_pos]
+            raise InputError(f"non-affine index '{expr}': a product of loop variables",
+                             place=f"statement column {tree.meta.column}")
+        scale, (terms, const) = (left[1], right) if not left[0] else (right[1], left)
+        return {d: scale * c for d, c in terms.items()}, scale * const
+    raise AssertionError(kind)  # pragma: no cover
+
+
+def parse_statement(text: str) -> tuple[tuple[str, tuple[AffineIndex, ...]], str, list[tuple[str, tuple[AffineIndex, ...]]]]:
+    """Parse ``OUT[...] (+=|=) A[...] * B[...]`` into (written access, operator, read accesses).
+
+    Raises :class:`InputError` with the column of the problem."""
+    try:
+        tree = _parser().parse(text)
+    except lark.exceptions.UnexpectedInput as e:
+        got = getattr(e, "token", None) or (text[e.pos_in_stream:e.pos_in_stream + 1] if e.pos_in_stream is not None else "")
+        what = f"unexpected '{got}'" if str(got).strip() else "unexpected end of statement"
+        raise InputError(f"syntax error in statement: {what}", place=f"statement column {e.column}") from None
+    except lark.exceptions.LarkError as e:
+        raise InputError(f"syntax error in statement: {e.__class__.__name__}") from None
+
+    def access(node: lark.Tree) -> tuple[str, tuple[AffineIndex, ...]]:
+        name, *subs = node.children
+        idx = []
+        for sub in subs:
+            terms, const = _fold(sub, text)
+            idx.append(AffineIndex(tuple((d, c) for d, c in terms.items() if c != 0), const))
+        return str(name), tuple(idx)
+
+    out_node, assign, product = tree.children
+    return access(out_node), str(assign), [access(n) for n in product.children]
+
+
+def _expand_preset(data: LocDict, file: str) -> tuple[str, dict[str, int], str]:
+    kind = data["kind"]
+    if kind not in PRESETS:
+        raise InputError(f"unknown kind '{kind}' (known: {', '.join(PRESETS)})", file=file,
+                         place=data.place("kind"))
+    for clash in ("statement", "dims"):
+        if clash in data:
+            raise InputError(f"'{clash}' cannot be combined with 'kind' (a preset writes its own)",
+                             file=file, place=data.place(clash))
+    preset = PRESETS[kind]
+    params = data.get("params", LocDict())
+    if not isinstance(params, dict):
+        raise InputError("'params' must be a mapping", file=file, place=data.place("params"))
+    if not isinstance(params, LocDict):
+        params = LocDict(params)
+    check_keys(params, preset.params, file, where="params.")
+    values: dict[str, int] = {}
+    for key, default in preset.params.items():
+        if key in params:
+            values[key] = positive_int(params, key, file, where="params.")
+        elif isinstance(default, int):
+            values[key] = default
+        elif isinstance(default, str):
+            values[key] = params[default] if default in params else None  # resolved below
+        else:
+            raise InputError(f"preset '{kind}' needs 'params.{key}'", file=file, place=data.place("params"))
+    statement = preset.statement.format(stride=values.get("stride", 1), dilation=values.get("dilation", 1))
+    dims = {d: values[p] for d, p in preset.dims.items()}
+    return statement, dims, kind
+
+
+def load_op(path: str | Path) -> Op:
+    """Read and parse an operator file into an :class:`Op` (errors name file and place)."""
+    file = str(path)
+    data = load_yaml_mapping(read_text(Path(path), "operator"), file)
+    check_keys(data, OP_KEYS, file)
+    name = data.get("name", Path(path).stem)
+    if not isinstance(name, str) or not name.strip() or any(c.isspace() for c in name):
+        raise InputError("'name' must be a non-empty string without spaces", file=file, place=data.place("name"))
+    if "kind" in data:
+        statement, dims, kind = _expand_preset(data, file)
+    else:
+        check_keys(data, OP_KEYS, file, required=("statement", "dims"))
+        statement, kind = data["statement"], None
+        if not isinstance(statement, str):
+            raise InputError("'statement' must be a string", file=file, place=data.place("statement"))
+        raw = data["dims"]
+        if not isinstance(raw, LocDict):
+            raise InputError("'dims' must be a mapping of loop variable to extent", file=file,
+                             place=data.place("dims"))
+        dims = {str(k): positive_int(raw, k, file, where="dims.") for k in raw}
+    dtype = data.get("dtype", "int8")
+    if dtype not in DTYPE_BYTES:
+        raise InputError(f"unknown dtype '{dtype}' (known: {', '.join(DTYPE_BYTES)})", file=file,
+                         place=data.place("dtype"))
+    tensor_dtypes = data.get("tensor_dtypes", {}) or {}
+    if not isinstance(tensor_dtypes, dict):
+        raise InputError("'tensor_dtypes' must map tensor names to dtypes", file=file,
+                         place=data.place("tensor_dtypes"))
+    try:
+        return build_op(name, statement, dims, dtype, tensor_dtypes, kind)
+    except MapcError as e:
+        raise e.with_file(file) from None
+
+
+def build_op(name: str, statement: str, dims: dict[str, int], dtype: str = "int8",
+             tensor_dtypes: dict[str, str] | None = None, kind: str | None = None) -> Op:
+    """Build the IR from a statement and extents (used by files, presets and model import)."""
+    (out_name, out_idx), assign, reads = parse_statement(statement)
+    accesses = [(out_name, out_idx, Role.WRITE)] + [(n, i, Role.READ) for n, i in reads]
+    names = [a[0] for a in accesses]
+    for n in names:
+        if names.count(n) > 1:
+            raise InputError(f"tensor '{n}' appears twice in the statement", place="statement")
+    order: list[str] = []
+    for _, idx, _ in accesses:
+        for sub in idx:
+            order += [d for d in sub.dims if d not in order]
+    for d in order:
+        if d not in dims:
+            raise InputError(f"index variable '{d}' has no extent in 'dims'", place="dims")
+    for d, e in dims.items():
+        if d not in order:
+            raise InputError(f"dim '{d}' indexes no tensor of the statement", place=f"dims.{d}")
+        if isinstance(e, bool) or not isinstance(e, int) or e < 1:
+            raise InputError(f"extent of '{d}' must be a positive integer, got {e!r}", place=f"dims.{d}")
+    tensor_dtypes = tensor_dtypes or {}
+    for t in tensor_dtypes:
+        if t not in names:
+            raise InputError(f"'tensor_dtypes' names unknown tensor '{t}'", place="tensor_dtypes")
+        if tensor_dtypes[t] not in DTYPE_BYTES:
+            raise InputError(f"unknown dtype '{tensor_dtypes[t]}' for tensor '{t}'", place="tensor_dtypes")
+
+    space = ", ".join(order)
+    bounds = " and ".join(f"0 <= {d} < {dims[d]}" for d in order)
+    domain = isl.Set(f"{{ [{space}] : {bounds} }}")
+    out_dims = {d for sub in out_idx for d in sub.dims}
+    tensors = []
+    for tname, idx, role in accesses:
+        access = isl.Map(f"{{ [{space}] -> {tname}[{', '.join(_isl_expr(s) for s in idx)}] }}")
+        image = domain.apply(access)
+        extents = tuple(image.dim_max_val(a).to_python() - image.dim_min_val(a).to_python() + 1
+                        for a in range(len(idx)))
+        used = {d for sub in idx for d in sub.dims}
+        tensors.append(Tensor(
+            name=tname, role=role, index=idx,
+            element_bytes=DTYPE_BYTES[tensor_dtypes.get(tname, dtype)], access=access,
+            dims=tuple(d for d in order if d in used),
+            windows=tuple(w for a, sub in enumerate(idx) if (w := _window(a, sub, out_dims))),
+            extents=extents))
+    return Op(name=name, dims=tuple(Dim(d, dims[d]) for d in order), tensors=tuple(tensors),
+              reduce=(assign == "+="), domain=domain, dtype=dtype, kind=kind)
+
+
+def _isl_expr(sub: AffineIndex) -> str:
+    # ISL's own syntax: "2p - r + 1"; negative terms are written with "-", never "+ -".
+    out = " ".join(f"{'-' if c < 0 else '+'} {abs(c)}{d}" for d, c in sub.terms)
+    out += f" {'-' if sub.const < 0 else '+'} {abs(sub.const)}"
+    return "0 " + out
+
+
+def _window(axis: int, sub: AffineIndex, out_dims: set[str]) -> Window | None:
+    """Recognise ``stride*out + dilation*filter`` (or a strided ``stride*out``) on one axis."""
+    if sub.const or any(c <= 0 for _, c in sub.terms):
+        return None
+    if len(sub.terms) == 1:
+        (d, c), = sub.terms
+        return Window(axis, d, None, c, 1) if c > 1 and d in out_dims else None
+    if len(sub.terms) == 2:
+        outs = [(d, c) for d, c in sub.terms if d in out_dims]
+        filts = [(d, c) for d, c in sub.terms if d not in out_dims]
+        if len(outs) == 1 and len(filts) == 1:
+            return Window(axis, outs[0][0], filts[0][0], outs[0][1], filts[0][1])
+    return None

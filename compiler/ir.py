@@ -1,0 +1,157 @@
+"""The operator IR: loop dims, the iteration domain and one affine access relation per tensor.
+
+An :class:`Op` is what the frontend leaves behind.  The islpy objects (domain, access maps) are
+the ground truth; the per-tensor facts (which dims index it, sliding windows, extents) are
+derived from them once, in :func:`compiler.frontend.build_op`, and stored so later passes do not
+re-derive them.  Everything is frozen: passes build new objects with ``dataclasses.replace``.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from enum import Enum
+
+import islpy as isl
+
+
+class Role(str, Enum):
+    """How the statement uses a tensor."""
+
+    READ = "read"
+    WRITE = "write"
+
+
+@dataclass(frozen=True)
+class Dim:
+    """A loop dimension of the operator: ``0 <= name < extent``."""
+
+    name: str
+    extent: int
+
+
+@dataclass(frozen=True)
+class AffineIndex:
+    """One tensor subscript ``sum(coef*dim) + const``, normalised: one term per dim, in order of
+    first appearance, zero coefficients dropped."""
+
+    terms: tuple[tuple[str, int], ...]
+    const: int = 0
+
+    @property
+    def dims(self) -> tuple[str, ...]:
+        return tuple(d for d, _ in self.terms)
+
+    def coef(self, dim: str) -> int:
+        return dict(self.terms).get(dim, 0)
+
+    def __str__(self) -> str:
+        out = ""
+        for d, c in self.terms:
+            mag = "" if abs(c) == 1 else f"{abs(c)}*"
+            sign = "-" if c < 0 else ("+" if out else "")
+            out += f"{sign}{mag}{d}"
+        if self.const or not out:
+            out += f"{'-' if self.const < 0 else ('+' if out else '')}{abs(self.const)}"
+        return out
+
+
+@dataclass(frozen=True)
+class Window:
+    """A sliding-window subscript ``stride*out_dim + dilation*filter_dim`` on one tensor axis.
+
+    ``filter_dim`` is None for a strided subscript with no filter loop (a strided 1x1 conv)."""
+
+    axis: int
+    out_dim: str
+    filter_dim: str | None
+    stride: int
+    dilation: int
+
+    def footprint(self, out_tile: int, filter_tile: int) -> int:
+        """Input rows touched by ``out_tile`` outputs and ``filter_tile`` filter taps."""
+        return (out_tile - 1) * self.stride + (filter_tile - 1) * self.dilation + 1
+
+
+@dataclass(frozen=True)
+class Tensor:
+    """A tensor of the statement with its access relation and the facts derived from it."""
+
+    name: str
+    role: Role
+    index: tuple[AffineIndex, ...]
+    element_bytes: int
+    access: isl.Map = field(compare=False, repr=False)
+    dims: tuple[str, ...] = ()            # loop dims that index it, in loop order
+    windows: tuple[Window, ...] = ()
+    extents: tuple[int, ...] = ()         # per axis, from the image of the domain
+
+    @property
+    def size(self) -> int:
+        """Elements in the tensor's bounding box (the padded input for windows)."""
+        return math.prod(self.extents)
+
+    def __str__(self) -> str:
+        return f"{self.name}[{','.join(str(i) for i in self.index)}]"
+
+
+@dataclass(frozen=True)
+class Op:
+    """One operator: a perfectly nested loop over ``dims`` running ``statement``."""
+
+    name: str
+    dims: tuple[Dim, ...]
+    tensors: tuple[Tensor, ...]          # the written tensor first, then reads in order
+    reduce: bool                          # ``+=`` (True) or ``=``
+    domain: isl.Set = field(compare=False, repr=False)
+    dtype: str = "int8"
+    kind: str | None = None               # the preset it came from, if any
+
+    @property
+    def statement(self) -> str:
+        out, *reads = self.tensors
+        return f"{out} {'+=' if self.reduce else '='} {' * '.join(str(t) for t in reads)}"
+
+    @property
+    def output(self) -> Tensor:
+        return self.tensors[0]
+
+    @property
+    def reads(self) -> tuple[Tensor, ...]:
+        return self.tensors[1:]
+
+    @property
+    def dim_names(self) -> tuple[str, ...]:
+        return tuple(d.name for d in self.dims)
+
+    def extent(self, dim: str) -> int:
+        return next(d.extent for d in self.dims if d.name == dim)
+
+    def tensor(self, name: str) -> Tensor:
+        return next(t for t in self.tensors if t.name == name)
+
+    @property
+    def reduction_dims(self) -> tuple[str, ...]:
+        return tuple(d for d in self.dim_names if d not in self.output.dims)
+
+    @property
+    def macs(self) -> int:
+        return math.prod(d.extent for d in self.dims)
+
+    def pretty(self) -> str:
+        """The IR as text: statement, dims, ISL domain, access maps and derived facts."""
+        lines = [f"op {self.name}" + (f"  (preset {self.kind})" if self.kind else ""),
+                 f"  statement: {self.statement}",
+                 "  dims:      " + ", ".join(f"{d.name}={d.extent}" for d in self.dims),
+                 f"  reduction: {', '.join(self.reduction_dims) or '-'}",
+                 f"  macs:      {self.macs:,}",
+                 f"  domain:    {self.domain}"]
+        for t in self.tensors:
+            lines.append(f"  tensor {t.name} ({t.role.value}, {t.element_bytes} B/element)")
+            lines.append(f"    access:  {t.access}")
+            lines.append(f"    indexed by: {', '.join(t.dims)}")
+            lines.append(f"    extents: {' x '.join(map(str, t.extents))} = {t.size:,} elements")
+            for w in t.windows:
+                filt = f" + {w.dilation}*{w.filter_dim}" if w.filter_dim else ""
+                lines.append(f"    window axis {w.axis}: {w.stride}*{w.out_dim}{filt}"
+                             f" (stride {w.stride}, dilation {w.dilation})")
+        return "\n".join(lines)

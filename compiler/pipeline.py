@@ -1,0 +1,81 @@
+"""The pass pipeline: the ordered pass list (data, in one place) and the driver that runs it.
+
+The driver, not the passes, times each pass, checks that the context has reached the stage a pass
+needs, prints the IR after a pass (``--dump-after``) and stops early (``--stop-after``).  Passes
+that belong to one backend run only when that backend is selected.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Callable
+
+from passes import conformance, frontend
+
+from .context import Context, Options, PassRecord, Stage
+from .errors import MapcError
+
+
+@dataclass(frozen=True)
+class Pass:
+    """One entry of the pipeline."""
+
+    name: str
+    run: Callable[[Context], Context]
+    requires: Stage
+    backend: str | None = None      # None: runs for every backend
+
+    @property
+    def summary(self) -> str:
+        """The first docstring line of the pass module, for ``mapc explain`` and ``--help``."""
+        doc = (sys.modules[self.run.__module__].__doc__ or "").strip()
+        return doc.splitlines()[0].split(":", 1)[-1].strip() if doc else ""
+
+
+PIPELINE: tuple[Pass, ...] = (
+    Pass("frontend", frontend.run, Stage.START),
+    Pass("conformance", conformance.run, Stage.PARSED),
+)
+
+PASS_NAMES = tuple(p.name for p in PIPELINE)
+
+
+def selected_backend(ctx: Context) -> str:
+    """The backend this compilation lowers to: the user's choice or the target's first."""
+    backend = ctx.options.backend or ctx.target.backends[0]
+    if backend not in ctx.target.backends:
+        raise MapcError(f"target '{ctx.target.name}' has no '{backend}' backend "
+                        f"(it has: {', '.join(ctx.target.backends)})", place="--backend")
+    return backend
+
+
+def describe(ctx: Context) -> str:
+    """The IR in the context as readable text: every part a pass has filled in so far."""
+    parts = [f"// stage {ctx.stage.name.lower()}, target {ctx.target.name}"]
+    for value in (ctx.op, ctx.mdc_form, ctx.offchip, ctx.onchip, ctx.lowered):
+        if value is not None and hasattr(value, "pretty"):
+            parts.append(value.pretty())
+    return "\n".join(parts)
+
+
+def run_pipeline(op_path: Path, target, options: Options = Options(), *, stop_after: str | None = None,
+                 dump_after: tuple[str, ...] = (), dump: Callable[[str], None] = print) -> Context:
+    """Compile ``op_path`` for ``target``; returns the final context (nothing is written here)."""
+    ctx = Context(op_path=Path(op_path), target=target, options=options)
+    backend = selected_backend(ctx)
+    for p in PIPELINE:
+        if p.backend not in (None, backend):
+            continue
+        if ctx.stage < p.requires:  # pragma: no cover - a pipeline-order bug, not user input
+            raise RuntimeError(f"pass {p.name} needs stage {p.requires.name}, context is at {ctx.stage.name}")
+        start = time.perf_counter()
+        ctx = p.run(ctx)
+        size, status = ctx.search_of(p.name)
+        ctx = replace(ctx, records=ctx.records + (PassRecord(p.name, time.perf_counter() - start, size, status),))
+        if p.name in dump_after:
+            dump(f"// ----- IR after {p.name} -----\n{describe(ctx)}")
+        if p.name == stop_after:
+            break
+    return ctx

@@ -1,0 +1,17 @@
+"""Pass ``frontend``: read the operator file into the polyhedral IR.
+
+Reads:    ``ctx.op_path``.
+Decides:  nothing; parses the statement (or expands the preset) and derives per-tensor facts.
+Leaves:   ``ctx.op`` (an :class:`compiler.ir.Op` with the ISL domain and access maps).
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+
+from compiler.context import Context, Stage
+from compiler.frontend import load_op
+
+
+def run(ctx: Context) -> Context:
+    """Parse ``ctx.op_path``."""
+    return replace(ctx, op=load_op(ctx.op_path), stage=Stage.PARSED)
