@@ -85,6 +85,7 @@ class Context:
     options: Options = Options()
     stage: Stage = Stage.START
     op: Op | None = None
+    source_op: Op | None = None          # the op as written, when a lowering replaced ctx.op
     mdc_form: MdcForm | None = None
     offchip: Any = None
     onchip: Any = None

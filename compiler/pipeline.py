@@ -54,7 +54,7 @@ def selected_backend(ctx: Context) -> str:
 def describe(ctx: Context) -> str:
     """The IR in the context as readable text: every part a pass has filled in so far."""
     parts = [f"// stage {ctx.stage.name.lower()}, target {ctx.target.name}"]
-    for value in (ctx.op, ctx.mdc_form, ctx.offchip, ctx.onchip, ctx.lowered):
+    for value in (ctx.source_op, ctx.op, ctx.mdc_form, ctx.offchip, ctx.onchip, ctx.lowered):
         if value is not None and hasattr(value, "pretty"):
             parts.append(value.pretty())
     return "\n".join(parts)
