@@ -1,0 +1,605 @@
+"""MAESTRO MDC mapping files and HW files: parse, print, resolve.
+
+The reader accepts what MAESTRO really accepts (see ``mdc-format.md`` §2-4): a
+line-wise tokenizer that treats `` \\t,->():;`` as separators and a token
+starting with ``//`` as the end of the line, then the lark grammar
+``grammar/mdc.lark`` over those tokens.  Sizes stay symbolic in the tree
+(:class:`Const`, :class:`Sz`) so that :func:`print_mdc` is faithful;
+:func:`resolve_layer` turns them into integers for analysis.
+
+API::
+
+    parse_mdc(text, file=None) -> MdcFile
+    parse_mdc_file(path) -> MdcFile
+    print_mdc(mdc) -> str
+    parse_hw(text, file=None) -> HwConfig ; parse_hw_file(path) ; print_hw(hw)
+    resolve_layer(layer, constants={}) -> MdcLayer      # every size an int
+    make_layer(name, type, dims, directives, stride=None) -> MdcLayer
+
+A caller (e.g. the on-chip search) can build a layer directly::
+
+    make_layer("conv", "CONV", {"K": 64, "C": 64, "R": 3, "S": 3, "Y": 58, "X": 58},
+               [spatial(1, 1, "K"), temporal(64, 64, "C"), ..., cluster(16),
+                spatial(1, 1, "C"), ...])
+
+Errors are :class:`compiler.errors.MappingError` with the file and line.
+"""
+from __future__ import annotations
+
+import importlib.resources
+from dataclasses import dataclass, field, replace
+from functools import lru_cache
+from pathlib import Path
+from typing import Iterator, Mapping, Sequence, Union
+
+from lark import Lark, Token, Transformer, v_args
+from lark.exceptions import UnexpectedInput, VisitError
+from lark.lexer import Lexer
+
+from compiler.errors import MappingError
+
+SEPARATORS = frozenset(" \t,->():;")
+INT_MAX = 2**31 - 1
+
+#: Layer types MAESTRO builds a layer object for (TRCONV is analysed as CONV).
+LAYER_TYPES = ("CONV", "DSCONV", "GEMM", "NGCONV", "TRCONV")
+#: Types whose keyword parses but which create no layer (closing brace fails).
+UNSUPPORTED_TYPES = ("FC", "POOL", "LSTM")
+
+_KEYWORDS = {
+    "Network": "NETWORK", "Layer": "LAYER", "Type": "TYPE", "Stride": "STRIDE",
+    "Dimensions": "DIMENSIONS", "Dataflow": "DATAFLOW", "TemporalMap": "TEMPORALMAP",
+    "SpatialMap": "SPATIALMAP", "Cluster": "CLUSTER", "Sz": "SZ", "Constant": "CONSTANT",
+    "Accelerator": "ACCELERATOR", "{": "LBRACE", "}": "RBRACE",
+}
+
+
+# --------------------------------------------------------------------------- tree
+
+
+@dataclass(frozen=True)
+class Const:
+    """A named constant used as a size (``Constant KT 4;`` ... ``TemporalMap(KT,KT)``)."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class Sz:
+    """``Sz(D)``: the size of dimension D as declared in the same layer."""
+
+    dim: str
+
+
+SizeExpr = Union[int, Const, Sz]
+
+
+@dataclass(frozen=True)
+class Directive:
+    """``TemporalMap``/``SpatialMap(size, offset) dim``; ``kind`` is "temporal" or "spatial"."""
+
+    kind: str
+    size: SizeExpr
+    offset: SizeExpr
+    dim: str
+    line: int | None = field(default=None, compare=False)
+
+    @property
+    def is_spatial(self) -> bool:
+        """True for a SpatialMap."""
+        return self.kind == "spatial"
+
+
+@dataclass(frozen=True)
+class ClusterDirective:
+    """``Cluster(size, P|L)``: closes one cluster level."""
+
+    size: SizeExpr
+    kind: str = "P"
+    line: int | None = field(default=None, compare=False)
+
+
+AnyDirective = Union[Directive, ClusterDirective]
+
+
+@dataclass(frozen=True)
+class MdcLayer:
+    """One ``Layer``: type, stride entries, dimensions in declaration order, dataflow.
+
+    ``directives`` is ``None`` when the layer has no Dataflow block (MAESTRO then
+    copies the previous one and crashes; the checker reports it).
+    ``sections`` records the order of the layer's blocks as written.
+    """
+
+    name: str
+    type: str
+    dims: tuple[tuple[str, SizeExpr], ...]
+    directives: tuple[AnyDirective, ...] | None
+    stride: tuple[tuple[str, int], ...] = ()
+    line: int | None = field(default=None, compare=False)
+    sections: tuple[str, ...] = field(default=(), compare=False)
+
+    def dim_map(self) -> dict[str, int]:
+        """Dimension sizes as MAESTRO's analysis sees them (first declaration wins)."""
+        out: dict[str, int] = {}
+        for name, size in self.dims:
+            if isinstance(size, int):
+                out.setdefault(name, size)
+        return out
+
+    def stride_map(self) -> dict[str, int]:
+        """Stride per dimension (last entry wins, as in MAESTRO's map)."""
+        return dict(self.stride)
+
+
+@dataclass(frozen=True)
+class MdcFile:
+    """A parsed mapping file: constants (in order), the network name and its layers."""
+
+    constants: tuple[tuple[str, int], ...]
+    network: str | None
+    layers: tuple[MdcLayer, ...]
+    file: str | None = field(default=None, compare=False)
+
+    def constant_map(self) -> dict[str, int]:
+        """Constant name -> value (the last definition wins)."""
+        return dict(self.constants)
+
+
+@dataclass(frozen=True)
+class HwConfig:
+    """The six keys of a MAESTRO HW file, with MAESTRO's defaults."""
+
+    num_pes: int = 1
+    l1_size: int = INT_MAX
+    l2_size: int = INT_MAX
+    noc_bw: int = INT_MAX
+    offchip_bw: int = INT_MAX
+    noc_hops: int = 1
+
+
+HW_KEYS = {
+    "num_pes": "num_pes", "l1_size_cstr": "l1_size", "l2_size_cstr": "l2_size",
+    "noc_bw_cstr": "noc_bw", "offchip_bw_cstr": "offchip_bw", "NoC_NumHops": "noc_hops",
+}
+
+
+# --------------------------------------------------------------------- builders
+
+
+def temporal(size: SizeExpr, offset: SizeExpr, dim: str) -> Directive:
+    """Build ``TemporalMap(size, offset) dim``."""
+    return Directive("temporal", size, offset, dim)
+
+
+def spatial(size: SizeExpr, offset: SizeExpr, dim: str) -> Directive:
+    """Build ``SpatialMap(size, offset) dim``."""
+    return Directive("spatial", size, offset, dim)
+
+
+def cluster(size: SizeExpr, kind: str = "P") -> ClusterDirective:
+    """Build ``Cluster(size, kind)``."""
+    return ClusterDirective(size, kind)
+
+
+def make_layer(name: str, type: str, dims: Mapping[str, int] | Sequence[tuple[str, int]],
+               directives: Sequence[AnyDirective],
+               stride: Mapping[str, int] | None = None) -> MdcLayer:
+    """Build an :class:`MdcLayer` programmatically.
+
+    :arg dims: dimension sizes, in the order to print them.
+    :arg directives: directives and clusters, outermost first.
+    :arg stride: e.g. ``{"X": 2, "Y": 2}``; omitted means no Stride block.
+    """
+    items = tuple(dims.items()) if isinstance(dims, Mapping) else tuple(dims)
+    st = tuple(stride.items()) if stride else ()
+    return MdcLayer(name, type, items, tuple(directives), st)
+
+
+# -------------------------------------------------------------------- tokenizer
+
+
+@dataclass(frozen=True)
+class RawToken:
+    """One MAESTRO token with its (true, 1-based) line and column."""
+
+    text: str
+    line: int
+    column: int
+
+
+def tokenize(text: str) -> list[RawToken]:
+    """Split ``text`` into tokens exactly as MAESTRO's boost tokenizer does."""
+    out: list[RawToken] = []
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        start = None
+        for col, ch in enumerate(line + " "):
+            if ch in SEPARATORS:
+                if start is not None:
+                    tok = line[start:col]
+                    if tok.startswith("//"):
+                        break  # comment: only recognised at the start of a token
+                    out.append(RawToken(tok, lineno, start + 1))
+                    start = None
+            elif start is None:
+                start = col
+    return out
+
+
+def _kind(text: str) -> str:
+    if text in _KEYWORDS:
+        return _KEYWORDS[text]
+    return "INT" if text.isdigit() else "NAME"
+
+
+class _MaestroLexer(Lexer):
+    """Feed the MAESTRO token stream into lark."""
+
+    def __init__(self, lexer_conf):  # lark passes its configuration
+        pass
+
+    def lex(self, data, parser_state=None) -> Iterator[Token]:
+        for t in data:
+            yield Token(_kind(t.text), t.text, line=t.line, column=t.column,
+                        end_line=t.line, end_column=t.column + len(t.text))
+
+
+@lru_cache(maxsize=1)
+def _parser() -> Lark:
+    text = importlib.resources.files("grammar").joinpath("mdc.lark").read_text()
+    return Lark(text, parser="lalr", lexer=_MaestroLexer)
+
+
+def atoi(text: str) -> int:
+    """C ``atoi``: leading digits, else 0 (MAESTRO reads every number this way)."""
+    digits = ""
+    for ch in text.lstrip():
+        if ch.isdigit():
+            digits += ch
+        else:
+            break
+    return int(digits) if digits else 0
+
+
+# ------------------------------------------------------------------- transformer
+
+
+class _Build(Transformer):
+    """Lark tree -> dataclasses, with MAESTRO's context checks."""
+
+    def __init__(self, file: str | None):
+        super().__init__()
+        self.file = file
+        self.constants: dict[str, int] = {}
+        self.const_list: list[tuple[str, int]] = []
+
+    def _err(self, msg: str, line: int | None) -> MappingError:
+        return MappingError(msg, self.file, str(line) if line else None)
+
+    def word(self, items):
+        return items[0]
+
+    def constant(self, items):
+        name, value = items[1], items[2]
+        self.constants[str(name)] = atoi(value)
+        self.const_list.append((str(name), atoi(value)))
+        return None
+
+    def junk(self, items):
+        return None
+
+    def accelerator(self, items):
+        return None
+
+    def block(self, items):
+        return None
+
+    def size(self, items):
+        if len(items) == 2:  # Sz word
+            return ("sz", str(items[1]), items[0].line)
+        tok = items[0]
+        if tok.type == "INT":
+            return ("int", int(tok), tok.line)
+        return ("name", str(tok), tok.line)
+
+    def temporal(self, items):
+        return ("temporal", items[1], items[2], items[3], items[0].line)
+
+    def spatial(self, items):
+        return ("spatial", items[1], items[2], items[3], items[0].line)
+
+    def cluster(self, items):
+        return ("cluster", items[1], items[2], items[0].line)
+
+    def dataflow(self, items):
+        return ("dataflow", [i for i in items if isinstance(i, tuple)], items[0].line)
+
+    def stride_entry(self, items):
+        return (items[0], items[1])
+
+    def stride(self, items):
+        return ("stride", [i for i in items if isinstance(i, tuple)], items[0].line)
+
+    def dim_entry(self, items):
+        return (items[0], items[1])
+
+    def dimensions(self, items):
+        return ("dimensions", [i for i in items if isinstance(i, tuple)], items[0].line)
+
+    def type_decl(self, items):
+        return ("type", items[1], items[0].line)
+
+    def _size(self, spec, dims: list[tuple[str, SizeExpr]], what: str) -> SizeExpr:
+        kind, value, line = spec
+        if kind == "int":
+            if value <= 0:
+                raise self._err(f"{what} must be >= 1, got {value}", line)
+            return value
+        if kind == "sz":
+            declared = [s for n, s in dims if n == value]
+            if not declared:
+                raise self._err(f"Sz({value}): dimension {value!r} is not declared before the "
+                                f"Dataflow", line)
+            return Sz(value)
+        if value in self.constants:
+            if self.constants[value] <= 0:
+                raise self._err(f"constant {value!r} = {self.constants[value]} used as {what}; "
+                                f"it must be >= 1", line)
+            return Const(value)
+        raise self._err(f"{what} {value!r} is neither a number nor a defined Constant", line)
+
+    def layer(self, items):
+        head = items[0]
+        words = [t for t in items[1:] if isinstance(t, Token) and t.type in ("NAME", "INT")]
+        name = str(words[-1]) if words else "Layer"
+        ltype = None
+        stride: list[tuple[str, int]] = []
+        dims: list[tuple[str, SizeExpr]] = []
+        directives: list[AnyDirective] | None = None
+        sections: list[str] = []
+        close_line = items[-1].line
+        for item in items:
+            if not isinstance(item, tuple):
+                continue
+            tag = item[0]
+            if tag == "type":
+                tok, line = item[1], item[2]
+                t = str(tok)
+                if t in UNSUPPORTED_TYPES:
+                    raise self._err(f"layer type {t} is not supported by MAESTRO (it creates no "
+                                    f"layer); write it as CONV/DSCONV with R=S=1 or as GEMM", line)
+                if t not in LAYER_TYPES:
+                    raise self._err(f"unknown layer type {t!r}; expected one of "
+                                    f"{', '.join(LAYER_TYPES)}", line)
+                ltype = t
+                sections.append("Type")
+            elif tag == "stride":
+                if "Dimensions" in sections:
+                    raise self._err("Stride must come before Dimensions", item[2])
+                for dim, value in item[1]:
+                    if value.type != "INT" or atoi(value) < 1:
+                        raise self._err(f"stride of {dim} must be a positive integer literal "
+                                        f"(constants are not allowed), got {str(value)!r}",
+                                        value.line)
+                    stride.append((str(dim), int(value)))
+                sections.append("Stride")
+            elif tag == "dimensions":
+                for dim, value in item[1]:
+                    if value.type == "INT":
+                        size: SizeExpr = int(value)
+                    elif str(value) in self.constants:
+                        size = Const(str(value))
+                        if self.constants[str(value)] <= 0:
+                            raise self._err(f"dimension {dim} has size "
+                                            f"{self.constants[str(value)]}", value.line)
+                    else:
+                        raise self._err(f"size of dimension {dim} is {str(value)!r}: not a "
+                                        f"number or a defined Constant", value.line)
+                    if size == 0:
+                        raise self._err(f"dimension {dim} has size 0", value.line)
+                    dims.append((str(dim), size))
+                sections.append("Dimensions")
+            elif tag == "dataflow":
+                directives = directives or []
+                for d in item[1]:
+                    if d[0] == "cluster":
+                        size = self._size(d[1], dims, "Cluster size")
+                        ctype = str(d[2])
+                        if ctype not in ("P", "L"):
+                            raise self._err(f"Cluster type must be P or L, got {ctype!r} "
+                                            f"(MAESTRO crashes on it)", d[3])
+                        directives.append(ClusterDirective(size, ctype, line=d[3]))
+                    else:
+                        kind, sz, ofs, dim, line = d
+                        s = self._size(sz, dims, "map size")
+                        o = self._size(ofs, dims, "map offset")
+                        directives.append(Directive(kind, s, o, str(dim), line=line))
+                sections.append("Dataflow")
+        if ltype is None:
+            raise self._err(f"layer {name!r} has no Type", close_line)
+        return MdcLayer(name, ltype, tuple(dims),
+                        tuple(directives) if directives is not None else None,
+                        tuple(stride), line=head.line, sections=tuple(sections))
+
+    def network(self, items):
+        words = []
+        layers = []
+        for it in items[1:]:
+            if isinstance(it, MdcLayer):
+                layers.append(it)
+            elif isinstance(it, Token) and it.type in ("NAME", "INT") and not layers:
+                words.append(str(it))
+        return ("network", words[-1] if words else None, layers, items[0].line)
+
+    def start(self, items):
+        nets = [i for i in items if isinstance(i, tuple) and i[0] == "network"]
+        layers = [l for n in nets for l in n[2]]
+        name = nets[0][1] if nets else None
+        return MdcFile(tuple(self.const_list), name, tuple(layers), file=self.file)
+
+
+def parse_mdc(text: str, file: str | None = None) -> MdcFile:
+    """Parse an MDC mapping file; raise :class:`MappingError` (file:line) if MAESTRO would."""
+    tokens = tokenize(text)
+    if any(ord(ch) > 127 for t in tokens for ch in t.text):
+        bad = next(t for t in tokens if any(ord(ch) > 127 for ch in t.text))
+        raise MappingError(f"non-ASCII token {bad.text!r} (MAESTRO compares names byte by "
+                           f"byte; use ASCII ' for primes)", file, str(bad.line))
+    try:
+        tree = _parser().parse(tokens)
+    except UnexpectedInput as exc:
+        tok = getattr(exc, "token", None)
+        if tok is None or tok.type == "$END":
+            last = tokens[-1].line if tokens else 1
+            raise MappingError("unexpected end of file (unclosed brace?)", file, str(last)) from None
+        glued = [t.text for t in tokens if t.line == tok.line and "//" in t.text[1:]]
+        hint = (f" (comment glued to {glued[0]!r}: '//' starts a comment only at the start of "
+                f"a token; put a space or ';' before it)" if glued else "")
+        raise MappingError(f"unexpected token {str(tok)!r}{hint}", file, str(tok.line)) from None
+    try:
+        mdc = _Build(file).transform(tree)
+    except VisitError as exc:
+        if isinstance(exc.orig_exc, MappingError):
+            raise exc.orig_exc from None
+        raise
+    if not mdc.layers:
+        raise MappingError("the file has no Network with at least one Layer (MAESTRO aborts)",
+                           file, None)
+    return mdc
+
+
+def parse_mdc_file(path: str | Path) -> MdcFile:
+    """Read and parse a mapping file."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8", errors="surrogateescape")
+    except OSError as exc:
+        raise MappingError(f"cannot read mapping file: {exc.strerror}", str(path)) from None
+    return parse_mdc(text, str(path))
+
+
+# ------------------------------------------------------------------------ resolve
+
+
+def resolve_size(size: SizeExpr, layer: MdcLayer, constants: Mapping[str, int]) -> int:
+    """An integer value for ``size``: constants looked up, ``Sz(D)`` = last declaration of D."""
+    if isinstance(size, int):
+        return size
+    if isinstance(size, Const):
+        if size.name not in constants:
+            raise MappingError(f"undefined constant {size.name!r}", None, None)
+        return constants[size.name]
+    values = [s for n, s in layer.dims if n == size.dim]
+    if not values:
+        raise MappingError(f"Sz({size.dim}): dimension not declared in layer {layer.name!r}")
+    return resolve_size(values[-1], layer, constants)
+
+
+def resolve_layer(layer: MdcLayer, constants: Mapping[str, int] | None = None) -> MdcLayer:
+    """Return ``layer`` with every size an int (dims, maps, clusters)."""
+    consts = dict(constants or {})
+    dims = tuple((n, resolve_size(s, layer, consts)) for n, s in layer.dims)
+    if layer.directives is None:
+        return replace(layer, dims=dims)
+    out: list[AnyDirective] = []
+    for d in layer.directives:
+        if isinstance(d, ClusterDirective):
+            out.append(replace(d, size=resolve_size(d.size, layer, consts)))
+        else:
+            out.append(replace(d, size=resolve_size(d.size, layer, consts),
+                               offset=resolve_size(d.offset, layer, consts)))
+    return replace(layer, dims=dims, directives=tuple(out))
+
+
+# -------------------------------------------------------------------------- print
+
+
+def format_size(size: SizeExpr) -> str:
+    """Text of a size expression."""
+    if isinstance(size, int):
+        return str(size)
+    if isinstance(size, Const):
+        return size.name
+    return f"Sz({size.dim})"
+
+
+def format_directive(d: AnyDirective) -> str:
+    """One directive as MDC text, e.g. ``TemporalMap(Sz(R),1) Y;``."""
+    if isinstance(d, ClusterDirective):
+        return f"Cluster({format_size(d.size)}, {d.kind});"
+    head = "SpatialMap" if d.is_spatial else "TemporalMap"
+    return f"{head}({format_size(d.size)},{format_size(d.offset)}) {d.dim};"
+
+
+def print_layer(layer: MdcLayer, indent: str = "  ") -> str:
+    """One ``Layer`` block."""
+    i2, i3 = indent * 2, indent * 3
+    lines = [f"{indent}Layer {layer.name} {{", f"{i2}Type: {layer.type}"]
+    if layer.stride:
+        lines.append(f"{i2}Stride {{ " + ", ".join(f"{d}: {v}" for d, v in layer.stride) + " }")
+    lines.append(f"{i2}Dimensions {{ "
+                 + ", ".join(f"{d}: {format_size(s)}" for d, s in layer.dims) + " }")
+    if layer.directives is not None:
+        lines.append(f"{i2}Dataflow {{")
+        lines += [i3 + format_directive(d) for d in layer.directives]
+        lines.append(f"{i2}}}")
+    lines.append(f"{indent}}}")
+    return "\n".join(lines)
+
+
+def print_mdc(mdc: MdcFile) -> str:
+    """The whole file as MDC text that MAESTRO reads back to the same meaning."""
+    out = [f"Constant {n} {v};" for n, v in mdc.constants]
+    out.append(f"Network {mdc.network or 'net'} {{")
+    out += [print_layer(layer) for layer in mdc.layers]
+    out.append("}")
+    return "\n".join(out) + "\n"
+
+
+# ------------------------------------------------------------------------ HW file
+
+
+def parse_hw(text: str, file: str | None = None) -> HwConfig:
+    """Parse a MAESTRO HW file (``key: value`` lines, same tokenizer)."""
+    values: dict[str, int] = {}
+    toks = tokenize(text)
+    i = 0
+    while i < len(toks):
+        key = toks[i]
+        if key.text not in HW_KEYS:
+            hint = " ('=' is not a separator; write 'key: value')" if "=" in key.text else ""
+            raise MappingError(f"unknown HW key {key.text!r}{hint}", file, str(key.line))
+        if i + 1 >= len(toks):
+            raise MappingError(f"HW key {key.text!r} has no value", file, str(key.line))
+        val = toks[i + 1]
+        if val.text == "=" or key.text.endswith("="):
+            raise MappingError(f"'=' after {key.text!r}: write 'key: value'", file, str(val.line))
+        if not val.text.isdigit():
+            raise MappingError(f"value of {key.text} must be a non-negative integer, got "
+                               f"{val.text!r}", file, str(val.line))
+        values[HW_KEYS[key.text]] = int(val.text)
+        i += 2
+    hw = HwConfig(**values)
+    for name in ("num_pes", "noc_bw", "offchip_bw"):
+        if getattr(hw, name) < 1:
+            key = next(k for k, v in HW_KEYS.items() if v == name)
+            raise MappingError(f"{key} must be >= 1 (MAESTRO divides by it and crashes)", file,
+                               None)
+    return hw
+
+
+def parse_hw_file(path: str | Path) -> HwConfig:
+    """Read and parse a HW file."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8", errors="surrogateescape")
+    except OSError as exc:
+        raise MappingError(f"cannot read HW file: {exc.strerror}", str(path)) from None
+    return parse_hw(text, str(path))
+
+
+def print_hw(hw: HwConfig) -> str:
+    """HW file text with all six keys."""
+    inv = {v: k for k, v in HW_KEYS.items()}
+    return "".join(f"{inv[f]}: {getattr(hw, f)}\n" for f in
+                   ("num_pes", "l1_size", "l2_size", "noc_bw", "offchip_bw", "noc_hops"))
