@@ -120,8 +120,15 @@ def load_op(path: str | Path) -> Op:
     """Read and parse an operator file into an :class:`Op` (errors name file and place)."""
     file = str(path)
     data = load_yaml_mapping(read_text(Path(path), "operator"), file)
+    return op_from_mapping(data, file, default_name=Path(path).stem)
+
+
+def op_from_mapping(data: LocDict, file: str, default_name: str = "op") -> Op:
+    """Build an :class:`Op` from an already-loaded op mapping (the keys of :data:`OP_KEYS`).
+
+    ``file`` is only used to attribute errors; ``default_name`` is used when ``name`` is absent."""
     check_keys(data, OP_KEYS, file)
-    name = data.get("name", Path(path).stem)
+    name = data.get("name", default_name)
     if not isinstance(name, str) or not name.strip() or any(c.isspace() for c in name):
         raise InputError("'name' must be a non-empty string without spaces", file=file, place=data.place("name"))
     if "kind" in data:
