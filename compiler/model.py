@@ -1,0 +1,172 @@
+"""Model files: a network as an ordered list of operator layers.
+
+A model file is YAML::
+
+    name: resnet50
+    layers:
+      - {name: conv1, kind: conv2d, params: {K: 64, C: 3, P: 112, Q: 112, R: 7, S: 7, stride: 2}}
+      - {include: ../conv3x3.yaml, repeat: 3}
+      - {name: l2, statement: "O[m,n] += I[m,k] * W[k,n]", dims: {m: 4, n: 4, k: 4}, repeat: 2}
+
+Each layer is either an inline operator (the keys of an operator file plus ``repeat``) or an
+``include`` of another file (path relative to the including file) with optional ``repeat`` and
+``name``.  An included file is normally an operator file; if it has a ``layers`` key it is itself
+a model, whose layers are spliced in (their repeats multiplied by the include's, their names
+prefixed with ``name.`` when a name is given).  Every error is one line naming the model file and
+the layer, e.g. ``resnet50.yaml:layers[3]: unknown key 'foo' ...``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from .errors import InputError, MapcError
+from .frontend import OP_KEYS, op_from_mapping
+from .ir import Op
+from .yamlio import LocDict, check_keys, load_yaml_mapping, positive_int, read_text
+
+MODEL_KEYS = ("name", "layers")
+INLINE_KEYS = OP_KEYS + ("repeat",)
+INCLUDE_KEYS = ("include", "name", "repeat")
+
+
+@dataclass(frozen=True)
+class ModelLayer:
+    """One layer: an operator run ``repeat`` times in sequence."""
+
+    name: str
+    op: Op
+    repeat: int
+    source: str      # where the op is defined: ``model.yaml:layers[i]`` or the included op file
+
+    @property
+    def macs(self) -> int:
+        return self.op.macs * self.repeat
+
+
+@dataclass(frozen=True)
+class Model:
+    """A network: its name and its layers in execution order."""
+
+    name: str
+    layers: tuple[ModelLayer, ...]
+
+    @property
+    def macs(self) -> int:
+        """Total multiply-accumulates of one inference (repeats included)."""
+        return sum(layer.macs for layer in self.layers)
+
+    @property
+    def num_ops(self) -> int:
+        """Number of operator executions (sum of repeats)."""
+        return sum(layer.repeat for layer in self.layers)
+
+
+def load_model(path: str | Path) -> Model:
+    """Read a model file into a :class:`Model`; raises a one-line :class:`InputError`."""
+    name, layers = _load(Path(path), ())
+    return Model(name=name, layers=tuple(layers))
+
+
+def unique_layers(model: Model) -> tuple[ModelLayer, ...]:
+    """Layers with identical operators merged: first name and source kept, repeats summed.
+
+    Two layers are the same when statement, dim extents, dtype and per-tensor element sizes agree."""
+    merged: dict[tuple, ModelLayer] = {}
+    for layer in model.layers:
+        op = layer.op
+        key = (op.statement, tuple((d.name, d.extent) for d in op.dims), op.dtype,
+               tuple(t.element_bytes for t in op.tensors))
+        first = merged.get(key)
+        merged[key] = layer if first is None else ModelLayer(
+            first.name, first.op, first.repeat + layer.repeat, first.source)
+    return tuple(merged.values())
+
+
+def _load(path: Path, stack: tuple[Path, ...]) -> tuple[str, list[ModelLayer]]:
+    file = str(path)
+    data = load_yaml_mapping(read_text(path, "model"), file)
+    check_keys(data, MODEL_KEYS, file, required=("layers",))
+    name = data.get("name", path.stem)
+    if not isinstance(name, str) or not name.strip() or any(c.isspace() for c in name):
+        raise InputError("'name' must be a non-empty string without spaces", file=file, place=data.place("name"))
+    raw = data["layers"]
+    if not isinstance(raw, list) or not raw:
+        raise InputError("'layers' must be a non-empty list", file=file, place=data.place("layers"))
+    stack = stack + (path.resolve(),)
+    layers: list[ModelLayer] = []
+    seen: dict[str, int] = {}
+    for i, entry in enumerate(raw):
+        where = f"layers[{i}]"
+        try:
+            new = _layer(entry, path, where, stack)
+        except MapcError as e:
+            raise _at(e, file, where) from None
+        for layer in new:
+            if layer.name in seen:
+                raise InputError(f"duplicate layer name '{layer.name}' (also layers[{seen[layer.name]}]); "
+                                 "use 'repeat' or give a distinct 'name'", file=file, place=where)
+            seen[layer.name] = i
+        layers += new
+    return name, layers
+
+
+def _layer(entry: object, path: Path, where: str, stack: tuple[Path, ...]) -> list[ModelLayer]:
+    file = str(path)
+    if not isinstance(entry, LocDict):
+        raise InputError("a layer must be a mapping (an inline op or an 'include')", file=file)
+    if "include" in entry:
+        return _include(entry, path, stack)
+    check_keys(entry, INLINE_KEYS, file)
+    repeat = _repeat(entry, file)
+    op_data = LocDict((k, v) for k, v in entry.items() if k != "repeat")
+    op_data.lines = getattr(entry, "lines", {})
+    op = op_from_mapping(op_data, file, default_name=where.replace("[", "").replace("]", ""))
+    return [ModelLayer(op.name, op, repeat, f"{file}:{where}")]
+
+
+def _include(entry: LocDict, path: Path, stack: tuple[Path, ...]) -> list[ModelLayer]:
+    file = str(path)
+    extra = [k for k in entry if k not in INCLUDE_KEYS]
+    if extra:
+        raise InputError(f"unknown key '{extra[0]}' in an include layer (allowed: {', '.join(INCLUDE_KEYS)})",
+                         file=file, place=entry.place(extra[0]))
+    target = entry["include"]
+    if not isinstance(target, str) or not target.strip():
+        raise InputError("'include' must be a file path", file=file, place=entry.place("include"))
+    repeat = _repeat(entry, file)
+    rename = entry.get("name")
+    if rename is not None and (not isinstance(rename, str) or not rename.strip()
+                               or any(c.isspace() for c in rename)):
+        raise InputError("'name' must be a non-empty string without spaces", file=file, place=entry.place("name"))
+    inc = path.parent / target
+    if not inc.is_file():
+        what = "is a directory" if inc.is_dir() else "not found"
+        raise InputError(f"included file '{target}' {what} (looked for {inc})", file=file,
+                         place=entry.place("include"))
+    if inc.resolve() in stack:
+        chain = " -> ".join(p.name for p in stack[stack.index(inc.resolve()):]) + f" -> {inc.name}"
+        raise InputError(f"include cycle: {chain}", file=file, place=entry.place("include"))
+    data = load_yaml_mapping(read_text(inc, "included"), str(inc))
+    if "layers" in data:  # a sub-model: splice its layers in
+        _, sub = _load(inc, stack)
+        return [ModelLayer(f"{rename}.{l.name}" if rename else l.name, l.op, l.repeat * repeat, l.source)
+                for l in sub]
+    op = op_from_mapping(data, str(inc), default_name=inc.stem)
+    name = rename or op.name
+    if rename:
+        op = replace(op, name=rename)
+    return [ModelLayer(name, op, repeat, str(inc))]
+
+
+def _repeat(entry: LocDict, file: str) -> int:
+    return positive_int(entry, "repeat", file) if "repeat" in entry else 1
+
+
+def _at(e: MapcError, file: str, where: str) -> MapcError:
+    """Re-attribute an error raised inside a layer to ``file:layers[i]`` (one line)."""
+    if e.file not in (None, file):          # raised inside an included file: keep its location
+        msg = f"in '{Path(e.file).name}': {e}"
+    else:
+        msg = f"{e.place}: {e.msg}" if e.place else e.msg
+    return type(e)(msg, file=file, place=where)
