@@ -166,7 +166,7 @@ def _repeat(entry: LocDict, file: str) -> int:
 def _at(e: MapcError, file: str, where: str) -> MapcError:
     """Re-attribute an error raised inside a layer to ``file:layers[i]`` (one line)."""
     if e.file not in (None, file):          # raised inside an included file: keep its location
-        msg = f"in '{Path(e.file).name}': {e}"
+        msg = f"in included file {e}"
     else:
         msg = f"{e.place}: {e.msg}" if e.place else e.msg
     return type(e)(msg, file=file, place=where)
