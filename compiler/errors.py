@@ -24,7 +24,8 @@ class MapcError(Exception):
 
     def __str__(self) -> str:
         where = ":".join(str(p) for p in (self.file, self.place) if p)
-        return f"{where}: {self.msg}" if where else self.msg
+        msg = " ".join(str(self.msg).split())  # one line, whatever a library put in the text
+        return f"{where}: {msg}" if where else msg
 
 
 class InputError(MapcError):

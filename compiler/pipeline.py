@@ -71,7 +71,10 @@ def run_pipeline(op_path: Path, target, options: Options = Options(), *, stop_af
         if ctx.stage < p.requires:  # pragma: no cover - a pipeline-order bug, not user input
             raise RuntimeError(f"pass {p.name} needs stage {p.requires.name}, context is at {ctx.stage.name}")
         start = time.perf_counter()
-        ctx = p.run(ctx)
+        try:
+            ctx = p.run(ctx)
+        except MapcError as e:  # a pass names the place; the driver knows the file
+            raise e.with_file(str(op_path)) from None
         size, status = ctx.search_of(p.name)
         ctx = replace(ctx, records=ctx.records + (PassRecord(p.name, time.perf_counter() - start, size, status),))
         if p.name in dump_after:
