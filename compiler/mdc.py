@@ -348,6 +348,26 @@ class _Build(Transformer):
             return Const(value)
         raise self._err(f"{what} {value!r} is neither a number nor a defined Constant", line)
 
+    def _value(self, size: SizeExpr, dims: list[tuple[str, SizeExpr]]) -> int:
+        if isinstance(size, int):
+            return size
+        if isinstance(size, Const):
+            return self.constants[size.name]
+        return self._value([v for n, v in dims if n == size.dim][-1], dims)
+
+    def _check_rs(self, dim: str, size: SizeExpr, ofs: SizeExpr,
+                  dims: list[tuple[str, SizeExpr]], line: int) -> None:
+        """MAESTRO's R/S rule (commit 486dc37): TemporalMap on R/S covers the whole filter."""
+        s, o = self._value(size, dims), self._value(ofs, dims)
+        if s != o:
+            raise self._err(f"Tile size of {dim}({s}) should be equal to tile offset of "
+                            f"{dim}({o}): TemporalMap on {dim} must be ({dim} size, {dim} size)",
+                            line)
+        for n, v in dims:
+            if n == dim and self._value(v, dims) != s:
+                raise self._err(f"Tile size of {dim}({s}) should be equal to dimension size of "
+                                f"{dim}({self._value(v, dims)})", line)
+
     def layer(self, items):
         head = items[0]
         words = [t for t in items[1:] if isinstance(t, Token) and t.type in ("NAME", "INT")]
@@ -413,6 +433,8 @@ class _Build(Transformer):
                         kind, sz, ofs, dim, line = d
                         s = self._size(sz, dims, "map size")
                         o = self._size(ofs, dims, "map offset")
+                        if kind == "temporal" and str(dim) in ("R", "S"):
+                            self._check_rs(str(dim), s, o, dims, line)
                         directives.append(Directive(kind, s, o, str(dim), line=line))
                 sections.append("Dataflow")
         if ltype is None:

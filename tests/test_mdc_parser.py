@@ -93,12 +93,16 @@ def test_round_trip_reference_mappings():
             with pytest.raises(MappingError, match="non-ASCII"):
                 parse_mdc_file(f)
             continue
+        if f.name.endswith("__ykp_os.m") and not f.name.startswith("rn50_conv1__"):
+            with pytest.raises(MappingError, match="Tile size of R"):  # R != 7: MAESTRO's R/S rule
+                parse_mdc_file(f)
+            continue
         mdc = parse_mdc_file(f)
         again = parse_mdc(print_mdc(mdc))
         assert again == mdc, f.name
         assert print_mdc(again) == print_mdc(mdc)
         n += 1
-    assert n >= 120
+    assert n >= 100
 
 
 def test_hw_round_trip_and_errors():
@@ -119,7 +123,10 @@ sizes = st.integers(1, 300)
 @given(st.lists(st.tuples(st.sampled_from(["t", "s", "c"]), sizes, sizes, names), min_size=1,
                 max_size=12))
 def test_round_trip_generated(items):
-    dirs = [cluster(a) if k == "c" else (temporal if k == "t" else spatial)(a, b, d)
+    # TemporalMap on R/S must be (3,3) here (MAESTRO's R/S rule), so use Sz().
+    dirs = [cluster(a) if k == "c" else
+            temporal(Sz(d), Sz(d), d) if (k == "t" and d in "RS") else
+            (temporal if k == "t" else spatial)(a, b, d)
             for k, a, b, d in items]
     layer = make_layer("l", "CONV", {"K": 4, "C": 4, "R": 3, "S": 3, "Y": 9, "X": 9}, dirs,
                        stride={"X": 1, "Y": 1})
