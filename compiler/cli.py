@@ -18,7 +18,7 @@ from targets import bundled_names, load_target
 from .context import Options
 from .errors import MapcError
 from .outputs import write_all
-from .pipeline import PASS_NAMES, describe, run_pipeline
+from .pipeline import PASS_NAMES, describe, narrate, run_pipeline
 from .report import report_json
 
 stdout = Console(highlight=False, markup=False, soft_wrap=True)
@@ -105,6 +105,20 @@ def show(op: Path) -> None:
     """Print operator file OP: statement, dims, ISL domain, access maps and its MDC form."""
     ctx = run_pipeline(op, load_target("edge"), stop_after="conformance")
     stdout.print(describe(ctx).split("\n", 1)[1])
+
+
+@main.command()
+@click.argument("op", type=click.Path(path_type=Path))
+@click.option("-t", "--target", required=True, help="Bundled target name or a target .yaml path.")
+@click.option("--objective", type=click.Choice(["latency", "energy", "edp"]), default="latency", show_default=True)
+@click.option("--backend", type=click.Choice(["mdc", "gemm"]), default=None)
+@click.option("--time-limit", type=click.FloatRange(min=0.01), default=10.0, show_default=True)
+@handle_errors
+def explain(op: Path, target: str, objective: str, backend: str | None, time_limit: float) -> None:
+    """Narrate how OP is compiled for a target: each pass, what it decided and why (writes nothing)."""
+    ctx = run_pipeline(op, load_target(target), Options(objective=objective, backend=backend,
+                                                         time_limit_s=time_limit))
+    stdout.print(narrate(ctx), end="")
 
 
 @main.command()

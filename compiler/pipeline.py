@@ -26,6 +26,7 @@ class Pass:
     run: Callable[[Context], Context]
     requires: Stage
     backend: str | None = None      # None: runs for every backend
+    leaves: str | None = None       # the Context field this pass fills in (for dumps and explain)
 
     @property
     def summary(self) -> str:
@@ -35,8 +36,8 @@ class Pass:
 
 
 PIPELINE: tuple[Pass, ...] = (
-    Pass("frontend", frontend.run, Stage.START),
-    Pass("conformance", conformance.run, Stage.PARSED),
+    Pass("frontend", frontend.run, Stage.START, leaves="op"),
+    Pass("conformance", conformance.run, Stage.PARSED, leaves="mdc_form"),
 )
 
 PASS_NAMES = tuple(p.name for p in PIPELINE)
@@ -58,6 +59,33 @@ def describe(ctx: Context) -> str:
         if value is not None and hasattr(value, "pretty"):
             parts.append(value.pretty())
     return "\n".join(parts)
+
+
+def narrate(ctx: Context) -> str:
+    """``mapc explain``: what each pass that ran decided, in plain text, in pipeline order."""
+    ran = {r.name: r for r in ctx.records}
+    lines: list[str] = []
+    for i, p in enumerate((p for p in PIPELINE if p.name in ran), start=1):
+        r = ran[p.name]
+        lines.append(f"{i}. {p.name}: {p.summary}")
+        facts = [f"{r.seconds:.3f} s"]
+        if r.space_size is not None:
+            facts.append(f"searched {r.space_size:,} points")
+        if r.solver_status:
+            facts.append(f"solver {r.solver_status}")
+        lines.append("   (" + ", ".join(facts) + ")")
+        part = _part_left_by(ctx, p)
+        text = (part.explain() if hasattr(part, "explain") else part.pretty()) if part is not None else ""
+        lines += ["   " + line for line in text.splitlines()]
+        lines.append("")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _part_left_by(ctx: Context, p: Pass):
+    """What pass ``p`` left in the context (the frontend's op survives a lowering as source_op)."""
+    if p.leaves == "op" and p.name == "frontend" and ctx.source_op is not None:
+        return ctx.source_op
+    return getattr(ctx, p.leaves) if p.leaves else None
 
 
 def run_pipeline(op_path: Path, target, options: Options = Options(), *, stop_after: str | None = None,

@@ -77,3 +77,11 @@ def test_help_everywhere(run_cli):
     for cmd in ((), ("compile",), ("show",), ("targets",), ("show-target",)):
         code, out, _ = run_cli(*cmd, "--help")
         assert code == 0 and "Usage:" in out
+
+
+def test_explain_narrates_each_pass(run_cli):
+    from conftest import EXAMPLES
+    code, out, err = run_cli("explain", EXAMPLES / "conv3x3.yaml", "--target", "edge")
+    assert code == 0, err
+    assert out.startswith("1. frontend:")
+    assert "2. conformance:" in out and "MDC form: CONV" in out
