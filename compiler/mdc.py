@@ -140,6 +140,8 @@ class MdcFile:
     network: str | None
     layers: tuple[MdcLayer, ...]
     file: str | None = field(default=None, compare=False)
+    #: (line, text) of numbers written with a '-' that MAESTRO silently drops.
+    negatives: tuple[tuple[int, str], ...] = field(default=(), compare=False)
 
     def constant_map(self) -> dict[str, int]:
         """Constant name -> value (the last definition wins)."""
@@ -484,6 +486,11 @@ def parse_mdc(text: str, file: str | None = None) -> MdcFile:
         if isinstance(exc.orig_exc, MappingError):
             raise exc.orig_exc from None
         raise
+    lines = text.splitlines()
+    negs = tuple((t.line, t.text) for t in tokens
+                 if t.text[:1].isdigit() and t.column >= 2 and lines[t.line - 1][t.column - 2] == "-")
+    if negs:
+        mdc = replace(mdc, negatives=negs)
     if not mdc.layers:
         raise MappingError("the file has no Network with at least one Layer (MAESTRO aborts)",
                            file, None)
