@@ -151,5 +151,41 @@ def show_target(name: str) -> None:
     stdout.print(table)
 
 
+@main.command("eval")
+@click.argument("mapping", type=click.Path(path_type=Path))
+@click.option("--hw", "hw_file", type=click.Path(path_type=Path), help="MAESTRO HW file.")
+@click.option("--target", help="Bundled target name or .yaml (instead of --hw).")
+@click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
+@handle_errors
+def eval_cmd(mapping: Path, hw_file: Path | None, target: str | None, as_json: bool) -> None:
+    """Cost MDC file MAPPING with the MAESTRO model: one row of metrics per layer."""
+    from .mdc_commands import eval_json, eval_mapping, eval_table, load_hw
+
+    hw, lanes = load_hw(hw_file, target)
+    metrics = eval_mapping(mapping, hw, lanes)
+    if as_json:
+        click.echo(eval_json(metrics))
+    else:  # wide enough for all columns even when piped
+        Console(highlight=False, width=max(stdout.width, 170)).print(eval_table(metrics))
+
+
+@main.command("check")
+@click.argument("mapping", type=click.Path(path_type=Path))
+@click.option("--hw", "hw_file", type=click.Path(path_type=Path), help="MAESTRO HW file.")
+@click.option("--target", help="Bundled target name or .yaml (instead of --hw).")
+@handle_errors
+def check_cmd(mapping: Path, hw_file: Path | None, target: str | None) -> None:
+    """Check MDC file MAPPING against MAESTRO's rules; exit 2 if any rule is broken."""
+    from .mdc_commands import check_mapping, load_hw
+
+    hw = load_hw(hw_file, target)[0] if (hw_file or target) else None
+    lines, code = check_mapping(mapping, hw)
+    for line in lines:
+        click.echo(line)
+    if code == 0:
+        click.echo(f"{mapping}: ok" + (" (bandwidth warnings only)" if lines else ""))
+    sys.exit(code)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()
