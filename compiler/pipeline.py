@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
-from passes import conformance, frontend
+from passes import conformance, frontend, offchip
 
 from .context import Context, Options, PassRecord, Stage
 from .errors import MapcError
@@ -38,6 +38,7 @@ class Pass:
 PIPELINE: tuple[Pass, ...] = (
     Pass("frontend", frontend.run, Stage.START, leaves="op"),
     Pass("conformance", conformance.run, Stage.PARSED, leaves="mdc_form"),
+    Pass("offchip", offchip.run, Stage.CONFORMING, leaves="offchip"),
 )
 
 PASS_NAMES = tuple(p.name for p in PIPELINE)
