@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
-from passes import conformance, frontend, offchip
+from passes import conformance, frontend, gemm_lowering, gemm_schedule, offchip
 
 from .context import Context, Options, PassRecord, Stage
 from .errors import MapcError
@@ -38,7 +38,11 @@ class Pass:
 PIPELINE: tuple[Pass, ...] = (
     Pass("frontend", frontend.run, Stage.START, leaves="op"),
     Pass("conformance", conformance.run, Stage.PARSED, leaves="mdc_form"),
+    # GEMM backend: lower to (batched) GEMM so that the off-chip pass tiles the GEMM itself
+    Pass("gemm-lowering", gemm_lowering.run, Stage.CONFORMING, backend="gemm", leaves="lowered"),
     Pass("offchip", offchip.run, Stage.CONFORMING, leaves="offchip"),
+    # GEMM backend: array tiling, timing model and <op>.schedule.yaml
+    Pass("gemm-schedule", gemm_schedule.run, Stage.CONFORMING, backend="gemm", leaves="lowered"),
 )
 
 PASS_NAMES = tuple(p.name for p in PIPELINE)

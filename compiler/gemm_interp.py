@@ -1,0 +1,140 @@
+"""An independent interpreter for tiled GEMM schedules (``mapc verify``).
+
+It walks a schedule's loops in order on random small-integer matrices, multiplying sub-blocks with
+numpy at the bottom, and checks the result against ``A @ B``.  On the way it counts the elements
+each buffer level receives, following the schedule's own declarations rather than the model's
+formulas: at each arrival at a level, an operand with a buffer there is loaded only if its tile
+differs from the one the buffer holds (buffers below L2 start empty in every new L2 tile); an
+operand without a buffer is moved every time; a C tile is written back once per load and read
+back when an earlier part of its reduction has already been done.
+
+``granularity="tile"`` stops at the array boundary and multiplies a whole array tile at once (fast
+enough for full-size layers); ``"element"`` walks every loop down to the PEs.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .schedule import Kind, Level, Schedule, ScheduleError
+
+LEVEL_OF_BOUNDARY = {"dram_to_l2": Level.L2, "l2_to_array": Level.ARRAY}
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    """What a run found: correctness, counted traffic, and where it differs from the claims."""
+
+    correct: bool
+    bodies: int
+    counted: dict[str, dict[str, int]]
+    claimed: dict[str, dict[str, int]]
+    overflows: tuple[str, ...]
+
+    @property
+    def mismatches(self) -> list[str]:
+        out = []
+        for boundary, counts in self.claimed.items():
+            for key, value in counts.items():
+                got = self.counted.get(boundary, {}).get(key)
+                if got != value:
+                    out.append(f"{boundary}.{key}: claimed {value}, counted {got}")
+        return out
+
+    @property
+    def ok(self) -> bool:
+        return self.correct and not self.mismatches and not self.overflows
+
+
+def random_operands(s: Schedule, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Random integer A, B shaped by the schedule, each with a leading batch axis."""
+    rng = np.random.default_rng(seed)
+    ext = s.extents
+    # float64 holds these products and their sums exactly (|sum| <= 16 * K << 2**53) and lets
+    # numpy use BLAS, so full-size layers run in seconds.
+    return tuple(rng.integers(-4, 5, size=tuple(ext[d] for d in s.operand(r).dims)).astype(np.float64)
+                 for r in ("A", "B"))
+
+
+def _spec(s: Schedule) -> str:
+    """einsum subscripts ``A,B->C`` built from the operands' own dim orders."""
+    letters = {d: chr(ord("a") + i) for i, d in enumerate(s.extents)}
+    a, b, c = ("".join(letters[d] for d in s.operand(r).dims) for r in ("A", "B", "C"))
+    return f"{a},{b}->{c}"
+
+
+def run_schedule(s: Schedule, a: np.ndarray, b: np.ndarray, *, granularity: str = "tile"):
+    """Execute ``s`` on ``a`` (A) and ``b`` (B); returns (C, counts per boundary, bodies, overflows)."""
+    ext = s.extents
+    ops = {o.role: o for o in s.operands}
+    reduction = [d for d in ext if d not in ops["C"].dims]
+    n_above_l2 = sum(1 for lp in s.loops if lp.level in (Level.CHIPLET, Level.DRAM))
+    n_above_array = n_above_l2 + sum(1 for lp in s.loops if lp.level == Level.L2)
+    cut = n_above_array if granularity == "tile" else len(s.loops)
+    boundaries = {n_above_l2: ["dram_to_l2"], n_above_array: []}
+    boundaries[n_above_array].append("l2_to_array")
+    counts = {bd: dict.fromkeys(("A", "B", "C_read", "C_write"), 0) for bd in LEVEL_OF_BOUNDARY}
+    last: dict[str, dict[tuple, dict[str, tuple]]] = {bd: {} for bd in LEVEL_OF_BOUNDARY}
+    capacity = {(bf.level, bf.role): bf.elements for bf in s.buffers}
+    overflows: set[str] = set()
+    c = np.zeros(tuple(ext[d] for d in ops["C"].dims), dtype=np.float64)
+    spec = _spec(s)
+    bodies = 0
+
+    def arrive(boundary: str, tile: dict[str, tuple[int, int]], inst: tuple) -> None:
+        level = LEVEL_OF_BOUNDARY[boundary]
+        held = s.buffered(level)
+        memory = last[boundary].setdefault(inst, {})
+        if boundary == "dram_to_l2":
+            last["l2_to_array"].pop(inst, None)      # a new L2 tile: array buffers start empty
+        started = any(tile[d][0] > 0 for d in reduction)
+        for role, o in ops.items():
+            coords = tuple(tile[d] for d in o.dims)
+            foot = math.prod(size for _, size in coords)
+            if role in held:
+                if memory.get(role) == coords:
+                    continue
+                memory[role] = coords
+                if foot > capacity[(level, role)]:
+                    overflows.add(f"{level.value} buffer of {role}: tile of {foot} elements, "
+                                  f"buffer of {capacity[(level, role)]}")
+            if role == "C":
+                counts[boundary]["C_write"] += foot
+                if started:
+                    counts[boundary]["C_read"] += foot
+            else:
+                counts[boundary][role] += foot
+
+    def sl(role: str, tile) -> tuple[slice, ...]:
+        return tuple(slice(tile[d][0], tile[d][0] + tile[d][1]) for d in ops[role].dims)
+
+    def walk(i: int, tile: dict[str, tuple[int, int]], inst: tuple) -> None:
+        nonlocal bodies
+        for boundary in boundaries.get(i, ()):
+            arrive(boundary, tile, inst)
+        if i == cut:
+            bodies += 1
+            c[sl("C", tile)] += np.einsum(spec, a[sl("A", tile)], b[sl("B", tile)], optimize=True)
+            return
+        lp = s.loops[i]
+        start, size = tile[lp.dim]
+        for j, off in enumerate(range(start, start + size, lp.step)):
+            inner = dict(tile)
+            inner[lp.dim] = (off, min(lp.step, start + size - off))
+            walk(i + 1, inner, inst + (j,) if lp.kind == Kind.SPATIAL and lp.level == Level.CHIPLET else inst)
+
+    walk(0, {d: (0, e) for d, e in ext.items()}, ())
+    return c, counts, bodies, tuple(sorted(overflows))
+
+
+def verify(s: Schedule, *, seed: int = 0, granularity: str = "tile") -> VerifyResult:
+    """Run ``s`` on random integer matrices and compare with the direct product and the claims."""
+    if granularity not in ("tile", "element"):
+        raise ScheduleError(f"unknown granularity '{granularity}'")
+    a, b = random_operands(s, seed)
+    c, counts, bodies, overflows = run_schedule(s, a, b, granularity=granularity)
+    expected = np.einsum(_spec(s), a, b, optimize=True)
+    return VerifyResult(correct=bool(np.array_equal(c, expected)), bodies=bodies, counted=counts,
+                        claimed=s.claimed(), overflows=overflows)
