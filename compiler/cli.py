@@ -75,9 +75,11 @@ def main(debug: bool) -> None:
               help="Stop after PASS (its report holds what was decided so far).")
 @click.option("--time-limit", type=click.FloatRange(min=0.01), default=10.0, show_default=True,
               help="Wall-time limit in seconds for each solver call.")
+@click.option("--emit", type=click.Choice(["loops"]), default=None,
+              help="Also print the GEMM schedule as a readable loop nest (gemm backend).")
 @handle_errors
 def compile(op: Path, target: str, out_dir: Path, objective: str, backend: str | None,
-            dump_after: tuple[str, ...], stop_after: str | None, time_limit: float) -> None:
+            dump_after: tuple[str, ...], stop_after: str | None, time_limit: float, emit: str | None) -> None:
     """Compile operator file OP for a target and write the mapping and <op>.report.json."""
     tgt = load_target(target)
     ctx = run_pipeline(op, tgt, Options(objective=objective, backend=backend, time_limit_s=time_limit),
@@ -94,6 +96,12 @@ def compile(op: Path, target: str, out_dir: Path, objective: str, backend: str |
                       r.solver_status or "-")
     stdout.print(table)
     stdout.print(f"MACs {ctx.op.macs:,}; " + (ctx.mdc_form.pretty() if ctx.mdc_form else ""))
+    if emit == "loops":
+        schedule = getattr(ctx.lowered, "schedule", None)
+        if schedule is None:
+            raise MapcError("--emit loops needs the gemm backend to have run (try --backend gemm)",
+                            place="--emit")
+        stdout.print(schedule.loop_nest(), end="")
     for path in written:
         stdout.print(f"wrote {path}")
 
@@ -185,6 +193,22 @@ def check_cmd(mapping: Path, hw_file: Path | None, target: str | None) -> None:
     if code == 0:
         click.echo(f"{mapping}: ok" + (" (bandwidth warnings only)" if lines else ""))
     sys.exit(code)
+
+
+@main.command()
+@click.argument("schedule", type=click.Path(path_type=Path))
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random matrices.")
+@click.option("--element", is_flag=True, help="Walk every loop down to the PEs (slow; small schedules).")
+@handle_errors
+def verify(schedule: Path, seed: int, element: bool) -> None:
+    """Execute SCHEDULE.yaml on random integer matrices; check the product and the claimed traffic."""
+    from .gemm_interp import verify_file
+
+    lines, ok = verify_file(schedule, seed=seed, granularity="element" if element else "tile")
+    for line in lines:
+        stdout.print(line)
+    if not ok:
+        sys.exit(2)
 
 
 if __name__ == "__main__":  # pragma: no cover

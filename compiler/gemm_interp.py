@@ -14,11 +14,12 @@ enough for full-size layers); ``"element"`` walks every loop down to the PEs.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 
 import numpy as np
 
-from .schedule import Kind, Level, Schedule, ScheduleError
+from .schedule import Kind, Level, Schedule, ScheduleError, read_schedule
 
 LEVEL_OF_BOUNDARY = {"dram_to_l2": Level.L2, "l2_to_array": Level.ARRAY}
 
@@ -138,3 +139,28 @@ def verify(s: Schedule, *, seed: int = 0, granularity: str = "tile") -> VerifyRe
     expected = np.einsum(_spec(s), a, b, optimize=True)
     return VerifyResult(correct=bool(np.array_equal(c, expected)), bodies=bodies, counted=counts,
                         claimed=s.claimed(), overflows=overflows)
+
+
+def verify_file(path, *, seed: int = 0, granularity: str = "tile") -> tuple[list[str], bool]:
+    """``mapc verify``: read, run and report a schedule file as lines of text, and whether it passed."""
+    s = read_schedule(path)
+    start = time.perf_counter()
+    res = verify(s, seed=seed, granularity=granularity)
+    took = time.perf_counter() - start
+    dims = " x ".join(f"{d}={e}" for d, e in s.dims)
+    lines = [f"{path}: {s.op} on {s.target}, {dims}, {len(s.loops)} loops, {res.bodies:,} blocks "
+             f"executed in {took:.2f} s ({granularity} granularity)",
+             f"  product: {'equal to A @ B' if res.correct else 'DIFFERS from A @ B'}"]
+    for boundary, counts in res.counted.items():
+        claimed = res.claimed.get(boundary, {})
+        cells = []
+        for key, got in counts.items():
+            want = claimed.get(key)
+            mark = "" if want is None or want == got else f" (claimed {want:,})"
+            cells.append(f"{key} {got:,}{mark}")
+        lines.append(f"  {boundary}: " + ", ".join(cells))
+    lines += [f"  overflow: {o}" for o in res.overflows]
+    lines.append("  traffic: " + ("matches the claims" if not res.mismatches else
+                                  f"{len(res.mismatches)} MISMATCH(ES)"))
+    lines.append("ok" if res.ok else "FAILED")
+    return lines, res.ok
