@@ -337,8 +337,8 @@ def _order_positions(S: _States, grid: list[tuple[int, ...]]) -> np.ndarray:
     """MAESTRO's case id of every grid case for every candidate (-1: absent)."""
     counts = np.stack([1 + (o[STEADY] > 0) + (o[EDGE] > 0) for o in S.occ])  # (slots, N)
     code = np.zeros(counts.shape[1], np.int64)
-    for row in counts:
-        code = code * 4 + row
+    for o in S.occ:  # which states exist, not just how many
+        code = code * 4 + (o[STEADY] > 0) + 2 * (o[EDGE] > 0)
     out = np.full((len(grid), counts.shape[1]), -1, np.int64)
     for u in np.unique(code):
         cols = np.nonzero(code == u)[0]
