@@ -136,7 +136,8 @@ class _Case:
 
 
 def _g(m: dict, k: str, like):
-    return m.get(k, np.zeros_like(like))
+    v = m.get(k)
+    return v if v is not None else np.zeros_like(like)  # MAESTRO's map[] default
 
 
 def _pe_mapped(c: _Case, dims, first: bool, ee):
