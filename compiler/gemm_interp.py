@@ -6,7 +6,9 @@ each buffer level receives, following the schedule's own declarations rather tha
 formulas: at each arrival at a level, an operand with a buffer there is loaded only if its tile
 differs from the one the buffer holds (buffers below L2 start empty in every new L2 tile); an
 operand without a buffer is moved every time; a C tile is written back once per load and read
-back when an earlier part of its reduction has already been done.
+back when an earlier part of its reduction has already been done.  Chiplets whose chiplet loops
+divide their dims evenly run in lockstep: a tile several of them read at the same step (the n-th
+arrival at L2) is counted once, as it is broadcast.
 
 ``granularity="tile"`` stops at the array boundary and multiplies a whole array tile at once (fast
 enough for full-size layers); ``"element"`` walks every loop down to the PEs.
@@ -74,12 +76,17 @@ def run_schedule(s: Schedule, a: np.ndarray, b: np.ndarray, *, granularity: str 
     n_above_l2 = sum(1 for lp in s.loops if lp.level in (Level.CHIPLET, Level.DRAM))
     n_above_array = n_above_l2 + sum(1 for lp in s.loops if lp.level == Level.L2)
     cut = n_above_array if granularity == "tile" else len(s.loops)
-    boundaries = {n_above_l2: ["dram_to_l2"], n_above_array: []}
-    boundaries[n_above_array].append("l2_to_array")
+    boundaries: dict[int, list[str]] = {}
+    boundaries.setdefault(n_above_l2, []).append("dram_to_l2")
+    boundaries.setdefault(n_above_array, []).append("l2_to_array")
     counts = {bd: dict.fromkeys(("A", "B", "C_read", "C_write"), 0) for bd in LEVEL_OF_BOUNDARY}
     last: dict[str, dict[tuple, dict[str, tuple]]] = {bd: {} for bd in LEVEL_OF_BOUNDARY}
     capacity = {(bf.level, bf.role): bf.elements for bf in s.buffers}
     overflows: set[str] = set()
+    chiplet_loops = [lp for lp in s.loops if lp.level == Level.CHIPLET]
+    lockstep = all(ext[lp.dim] % lp.step == 0 for lp in chiplet_loops)
+    arrivals: dict[tuple, int] = {}
+    broadcast: set[tuple] = set()
     c = np.zeros(tuple(ext[d] for d in ops["C"].dims), dtype=np.float64)
     spec = _spec(s)
     bodies = 0
@@ -91,6 +98,8 @@ def run_schedule(s: Schedule, a: np.ndarray, b: np.ndarray, *, granularity: str 
         if boundary == "dram_to_l2":
             last["l2_to_array"].pop(inst, None)      # a new L2 tile: array buffers start empty
         started = any(tile[d][0] > 0 for d in reduction)
+        if boundary == "dram_to_l2":
+            arrivals[inst] = arrivals.get(inst, -1) + 1
         for role, o in ops.items():
             coords = tuple(tile[d] for d in o.dims)
             foot = math.prod(size for _, size in coords)
@@ -103,10 +112,15 @@ def run_schedule(s: Schedule, a: np.ndarray, b: np.ndarray, *, granularity: str 
                                   f"buffer of {capacity[(level, role)]}")
             if role == "C":
                 counts[boundary]["C_write"] += foot
-                if started:
-                    counts[boundary]["C_read"] += foot
-            else:
+            if lockstep and boundary == "dram_to_l2":
+                key = (arrivals[inst], role, coords)
+                if key in broadcast:
+                    continue          # another chiplet read this tile at the same step
+                broadcast.add(key)
+            if role != "C":
                 counts[boundary][role] += foot
+            elif started:
+                counts[boundary]["C_read"] += foot
 
     def sl(role: str, tile) -> tuple[slice, ...]:
         return tuple(slice(tile[d][0], tile[d][0] + tile[d][1]) for d in ops[role].dims)

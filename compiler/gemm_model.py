@@ -4,6 +4,7 @@ The model (documented with worked numbers in ``docs/gemm-model.md``) follows the
 tiled GEMM on a spatial accelerator: DRAM -> L2 tiles, L2 -> array tiles, and inside the array a
 stationary operand held by the PEs while the third dim streams through.
 
+* Chiplets with equal shares run in lockstep and share DRAM reads (one read, broadcast).
 * Traffic at a buffer level uses distinct-block reuse: within one tile of the level above, a
   buffered operand is refetched once per iteration of the loops that do not index it and sit
   outside the innermost loop (with more than one trip) that does; an operand with no buffer at the
@@ -147,9 +148,14 @@ def evaluate(s: Schedule, target: Target) -> GemmMetrics:
     dram = dict.fromkeys(("A", "B", "C"), 0)
     noc = dict.fromkeys(("A", "B", "C"), 0)
     busiest = 0
+    # Equal shares run in lockstep: a tile that several chiplets need at the same step is read
+    # once and broadcast, so an operand is read once per part of the split dims that index it.
+    lockstep = all(ext[lp.dim] % lp.step == 0 for lp in chip_loops)
+    readers = {o.role: (math.prod(ext[lp.dim] // lp.step for lp in chip_loops if lp.dim in o.dims)
+                        if lockstep else None) for o in s.operands}
     for share, n_share in _combos(shares):
         for role, v in _level_traffic(s, share, dram_loops, Level.L2).items():
-            dram[role] += n_share * v
+            dram[role] += (readers[role] if lockstep else n_share) * v
         l2_tiles = {d: TileClasses.whole(share[d]) for d in ext}
         for lp in dram_loops:
             l2_tiles[lp.dim] = l2_tiles[lp.dim].split(lp.step)

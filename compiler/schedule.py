@@ -186,10 +186,12 @@ class Schedule:
             hi = f"min({var} + {tile}, {ext[lp.dim]})" if var else str(ext[lp.dim])
             if var and tile >= ext[lp.dim]:
                 hi = str(ext[lp.dim])
-            rng = f"range({lo}, {hi}, {lp.step})" if lp.step != 1 or lo != "0" else f"range({hi})"
+            args = ([] if lo == "0" else [lo]) + [hi] + ([str(lp.step)] if lp.step != 1 else [])
+            if len(args) == 2 and lo == "0":
+                args.insert(0, "0")
             what = "parallel for" if lp.kind == Kind.SPATIAL else "for"
             note = lp.level.value + (f", {lp.axis.value}" if lp.axis else "")
-            out.append(f"{indent}{what} {new} in {rng}:".ljust(56) + f"# {note}")
+            out.append((f"{indent}{what} {new} in range({', '.join(args)}):", f"# {note}"))
             indent += "    "
             current[lp.dim] = (new, min(lp.step, tile))
         if last_level is not None:
@@ -202,8 +204,10 @@ class Schedule:
                 lo = var or "0"
                 parts.append(lo if tile == 1 else f"{lo}:{lo}+{tile}")
             return f"{o.role}[{', '.join(parts)}]"
-        out.append(f"{indent}{ref(c)} += {ref(a)} @ {ref(b)}")
-        return "\n".join(out) + "\n"
+        scalar = all(tile == 1 for _, tile in current.values())
+        out.append(f"{indent}{ref(c)} += {ref(a)} {'*' if scalar else '@'} {ref(b)}")
+        width = max(len(x[0]) for x in out if isinstance(x, tuple)) + 2 if self.loops else 0
+        return "\n".join(x[0].ljust(width) + x[1] if isinstance(x, tuple) else x for x in out) + "\n"
 
     def _buffer_notes(self, level: Level, current: dict, indent: str, final: bool = False) -> list[str]:
         here = {Level.CHIPLET: None, Level.DRAM: Level.L2, Level.L2: Level.ARRAY}.get(level)

@@ -51,6 +51,7 @@ class GemmResult:
     lowering: GemmLowering | None
     plan_source: str
     target: Target
+    offchip_metrics: GemmMetrics | None = None     # the off-chip plan with a default array tiling
 
     def pretty(self) -> str:
         m = self.metrics
@@ -81,6 +82,10 @@ class GemmResult:
         out["gemm"] = {"dataflow": s.dataflow, "dims": dict(s.dims), "traffic": m.traffic,
                        "schedule": f"{s.op}.schedule.yaml", "l2_plan_from": self.plan_source,
                        "compute_cycles": m.compute_cycles, "dram_cycles": m.dram_cycles}
+        if self.offchip_metrics is not None:
+            ref = self.offchip_metrics
+            out["gemm"]["offchip_plan"] = {"runtime_cycles": ref.runtime_cycles,
+                                           "dram_traffic_elements": ref.total("dram_to_l2")}
         if self.lowering is not None:
             out.update(self.lowering.report())
         return out
@@ -213,7 +218,10 @@ def run(ctx: Context) -> Context:
     elem = {"A": op.reads[0].element_bytes, "B": op.reads[1].element_bytes, "C": op.output.element_bytes}
     start, limit = time.perf_counter(), ctx.options.time_limit_s
     given, why_not = _offchip_plan(ctx)
-    plans = [given] if given else list(_own_plans(ext, target, dataflow, elem))
+    # The off-chip plan minimises DRAM traffic alone; the array may prefer smaller L2 tiles that
+    # overlap transfers with compute, or tiles that fill the array.  Both compete on the model's
+    # runtime, the off-chip plan first (it wins ties).
+    plans = ([given] if given else []) + list(_own_plans(ext, target, dataflow, elem))
     if not plans:
         smallest = 2 * sum(elem.values())
         raise InfeasibleError(f"no L2 tile fits: even 1x1x1 tiles of A, B, C need {smallest} B double-buffered, "
@@ -248,7 +256,13 @@ def run(ctx: Context) -> Context:
             cut = True
             break
     sched = with_claims(sched, metrics)
-    result = GemmResult(sched, metrics, lowering, plan.source, target)
+    reference = None
+    if given is not None:
+        reference = evaluate(build_schedule(op, target, dataflow, given, min(dict(given.tile)[r_dim], target.pe_rows),
+                                            min(dict(given.tile)[c_dim], target.pe_cols), dict(given.tile)[s_dim],
+                                            tuple(d for d in ("b", c_dim, r_dim, s_dim) if d in ext), lowering), target)
+    result = GemmResult(sched, metrics, lowering, plan.source if given else f"gemm-schedule ({why_not})",
+                        target, reference)
     ctx = ctx.note_search("gemm-schedule", searched, "FEASIBLE" if cut else "OPTIMAL-IN-SPACE")
     return replace(ctx, lowered=result, stage=Stage.LOWERED,
                    artifacts=ctx.artifacts + ((f"{op.name}.schedule.yaml", sched.to_yaml()),))
