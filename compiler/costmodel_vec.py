@@ -54,6 +54,7 @@ class BatchMetrics:
     noc_bw_required: np.ndarray
     noc_bw_avg: np.ndarray
     offchip_bw_required: np.ndarray
+    offchip_bw_step: np.ndarray
     avg_util_pes: np.ndarray
     utilization: np.ndarray
     l2_reads: dict
@@ -454,7 +455,8 @@ def _analyze(ctx: _Ctx, li: int, dims: dict) -> dict:
         res.update(macs=macs, peak=peak, avg=np.where(total > 0, avg_acc / np.maximum(total, 1), 0.0),
                    l2_req=l2_req, l2_rd=l2_rd, l2_wr=l2_wr, l1_rd=l1_rd, l1_wr=l1_wr, valid=valid,
                    recursed=recursed,
-                   offchip=_offchip(S, grid, offv, offpos, n))
+                   offchip=_offchip(S, grid, offv, offpos, n),
+                   offchip_step=(np.stack(offv).max(0) // 2) if offv else np.zeros(n, np.int64))
     return res
 
 
@@ -505,6 +507,7 @@ def evaluate_batch(template: MappingTemplate, sizes, offsets, clusters, hw: HwCo
         valid=valid & top["valid"], macs=top["macs"], runtime_cycles=top["runtime"],
         energy_mac_units=L2_ENERGY * l2acc + L1_ENERGY * l1acc + top["macs"], l1_elements=l1,
         l2_elements=sum(top["l2_req"]), noc_bw_required=top["peak"], noc_bw_avg=top["avg"],
-        offchip_bw_required=top["offchip"], avg_util_pes=top["active"],
+        offchip_bw_required=top["offchip"],
+        offchip_bw_step=top["offchip_step"], avg_util_pes=top["active"],
         utilization=top["active"] / hw.num_pes, l2_reads=per(top["l2_rd"]),
         l2_writes=per(top["l2_wr"]), l1_reads=per(top["l1_rd"]), l1_writes=per(top["l1_wr"]))
