@@ -114,7 +114,7 @@ def block_traffic(parent: dict[str, int], loops: list[Loop], dims: tuple[str, ..
     foot = math.prod(parent[d] for d in dims)
     if not buffered:
         return foot * math.prod(t for lp, t in zip(loops, trips) if lp.dim not in dims)
-    inner = max((i for i, (lp, t) in enumerate(zip(loops, trips)) if lp.dim in dims and t > 1), default=-1)
+    inner = max((i for i, (lp, t) in enumerate(zip(loops, trips)) if lp.dim in dims and t > 1), default=0)
     return foot * math.prod(t for lp, t in zip(loops[:inner], trips[:inner]) if lp.dim not in dims)
 
 
@@ -156,16 +156,26 @@ def evaluate(s: Schedule, target: Target) -> GemmMetrics:
     for share, n_share in _combos(shares):
         for role, v in _level_traffic(s, share, dram_loops, Level.L2).items():
             dram[role] += (readers[role] if lockstep else n_share) * v
-        l2_tiles = {d: TileClasses.whole(share[d]) for d in ext}
-        for lp in dram_loops:
-            l2_tiles[lp.dim] = l2_tiles[lp.dim].split(lp.step)
+        steps = {lp.dim: lp.step for lp in dram_loops}
         share_cycles = 0
-        for tile, n_tile in _combos(l2_tiles):
-            moved = _level_traffic(s, tile, l2_loops, Level.ARRAY)
-            for role, v in moved.items():
-                noc[role] += n_share * n_tile * v
-            busy = _l2_tile_cycles(tile, l2_loops, form, db_array)
-            share_cycles += n_tile * max(busy, math.ceil(sum(moved.values()) / target.noc_bw))
+        # L2 tiles that start the reduction are split off: their partial sums are not read back
+        for first in (True, False):
+            l2_tiles = {}
+            for d in ext:
+                cl = TileClasses.whole(share[d]).split(steps.get(d, share[d]))
+                if d not in c_dims:
+                    head = min(steps.get(d, share[d]), share[d])
+                    cl = (TileClasses.whole(head) if first else
+                          TileClasses.whole(share[d] - head).split(steps.get(d, share[d])) if share[d] > head
+                          else TileClasses())
+                l2_tiles[d] = cl
+            for tile, n_tile in _combos(l2_tiles):
+                moved = _level_traffic(s, tile, l2_loops, Level.ARRAY)
+                for role, v in moved.items():
+                    noc[role] += n_share * n_tile * v
+                c_read = moved["C"] - (math.prod(tile[d] for d in c_dims) if first else 0)
+                busy = _l2_tile_cycles(tile, l2_loops, form, db_array)
+                share_cycles += n_tile * max(busy, math.ceil((sum(moved.values()) + c_read) / target.noc_bw))
         busiest = max(busiest, share_cycles)
 
     c_size = math.prod(ext[d] for d in c_dims)
