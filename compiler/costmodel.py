@@ -34,14 +34,15 @@ from dataclasses import dataclass
 from math import ceil
 from typing import Mapping
 
-from compiler.costmodel_levels import (OVERLAP, SLIDING, LayerSpec, LevelSpec, Tensor,
+from compiler.costmodel_levels import (LayerSpec,
                                        build_layer_spec, tdiv)
+from compiler.costmodel_reuse import (EDGE, INIT, STEADY, Level, critical_psums, egress, ingress,
+                                      noc, psum_map, sub_dims, tensor_size)
 from compiler.errors import MappingError
 from compiler.mdc import HwConfig, MdcFile, MdcLayer, resolve_layer
 
 L2_ENERGY = 18.61
 L1_ENERGY = 1.68
-INIT, STEADY, EDGE = 0, 1, 2
 TENSORS = ("input", "filter", "output")
 
 
@@ -166,234 +167,9 @@ class LevelResult:
     l1_wr: tuple[int, int, int]
 
 
-class _Level:
-    """Per-level lookups shared by all cases (read-only after construction)."""
-
-    def __init__(self, spec: LevelSpec, tensors: tuple[Tensor, ...]):
-        self.spec = spec
-        self.df = spec.dataflow
-        self.U = spec.units
-        self.EC = spec.edge_units
-        self.mapped = dict(spec.mapped)
-        self.unique = dict(spec.unique)
-        self.medge = dict(spec.mapped_edge)
-        self.uedge = dict(spec.unique_edge)
-        self.dims = dict(spec.dims)
-        self.first = {}
-        for i, d in enumerate(self.df):
-            self.first.setdefault(d.var, i)
-        self.tensors = tensors
-        self.sp_idx = next(i for i, d in enumerate(self.df) if d.spatial)
-
-
-def _pe_mapped(L: _Level, t: Tensor, st: dict, first: bool, ee: bool) -> int:
-    ret = 1
-    for d in L.df:
-        if d.var not in t.dims:
-            continue
-        s = st[d.var]
-        if not d.spatial:
-            ret *= L.medge.get(d.var, 0) if s.edge else L.mapped.get(d.var, 0)
-        elif s.edge:
-            if L.EC == 1 and (first or ee):
-                ret *= L.medge.get(d.var, 0)
-            elif L.EC > 1:
-                ret *= L.medge.get(d.var, 0) if ee else L.mapped.get(d.var, 0)
-        else:
-            ret *= L.mapped.get(d.var, 0)
-    return ret
-
-
-def _pe_ingress(L: _Level, t: Tensor, st: dict, first: bool, ee: bool, cidx: int) -> int:
-    if cidx == -1:
-        return _pe_mapped(L, t, st, first, ee)
-    inited = any(i > cidx and d.var in t.dims and st[d.var].pos == INIT and not st[d.var].unrolled
-                 for i, d in enumerate(L.df))
-    ret = 1
-    changing = False
-    for i, d in enumerate(L.df):
-        if d.var not in t.dims:
-            continue
-        s = st[d.var]
-        is_chg = i == cidx
-        changing |= is_chg
-        mp, un = L.mapped.get(d.var, 0), L.unique.get(d.var, 0)
-        me, ue = L.medge.get(d.var, 0), L.uedge.get(d.var, 0)
-        if not d.spatial:
-            if s.pos == INIT:
-                ret *= me if s.edge else mp
-            elif is_chg and not inited:
-                ret *= max(un, 1)
-            else:
-                ret *= mp
-        elif s.pos == INIT:
-            if first or i <= cidx:
-                ret *= me if ee else mp
-            else:
-                ret *= ue if ee else un
-        else:
-            if not first and not inited and is_chg:
-                ret *= ue if ee else un
-            else:
-                ret *= me if ee else mp
-    return ret if changing else 0
-
-
-def _pe_egress(L: _Level, t: Tensor, st: dict, psum: bool, first: bool = True, ee: bool = False,
-               reuse_at_edge: bool = True) -> int:
-    ret = 1
-    if psum:
-        for d in L.df:
-            if d.var in t.dims:
-                continue
-            s = st[d.var]
-            mp, un = L.mapped.get(d.var, 0), L.unique.get(d.var, 0)
-            me, ue = L.medge.get(d.var, 0), L.uedge.get(d.var, 0)
-            if not d.spatial:
-                ret *= me if s.edge else mp
-            elif s.pos == INIT:
-                if s.edge and ee:
-                    if L.EC == 1:
-                        ret *= me
-                    elif L.EC > 1:
-                        ret *= me
-                else:
-                    ret *= mp if first else (un if un else 1)
-            elif s.pos == STEADY:
-                ret *= mp if first else (un if un else 1)
-            else:
-                if L.EC == 1 and (first or ee):
-                    ret *= me
-                elif L.EC > 1:
-                    ret *= ue if ee else (mp if first else (un if un else 1))
-    for dim in t.dims:
-        d = L.df[L.first[dim]]
-        s = st[dim]
-        act = dim + "'" if dim in OVERLAP else dim
-        mp, un = L.mapped.get(act, 0), L.unique.get(act, 0)
-        me, ue = L.medge.get(act, 0), L.uedge.get(act, 0)
-        if not d.spatial:
-            ret *= (me if s.edge else mp) if s.pos == INIT else (mp if s.pos == STEADY else me)
-        elif s.pos == INIT:
-            if s.edge and ee:
-                if L.EC == 1:
-                    ret *= me
-                elif L.EC > 1:
-                    ret *= ue if reuse_at_edge else me
-            else:
-                ret *= mp if first else (un if un else 1)
-        elif s.pos == STEADY:
-            ret *= mp if first else (un if un else 1)
-        else:
-            if L.EC == 1 and (first or ee):
-                ret *= L.medge.get(dim, 0)  # MAESTRO uses the input-side name here
-            elif L.EC > 1:
-                ret *= ue if ee else (mp if first else (un if un else 1))
-    return ret
-
-
-def _sp_info(L: _Level, dims, st: dict, all_spatial: bool = False):
-    mapped, edge, sp_state = False, False, None
-    for dim in dims:
-        d = L.df[L.first[dim]]
-        if d.spatial:
-            mapped, sp_state = True, st[dim]
-            edge |= st[dim].edge
-    if all_spatial:
-        for d in L.df:
-            if d.spatial:
-                mapped, sp_state = True, st[d.var]
-                edge |= st[d.var].edge
-    return mapped, edge, sp_state
-
-
-def _spread(L: _Level, fn, mapped: bool, edge: bool, sp_state, first_scaled: bool,
-            last_args: tuple) -> int:
-    """Sum a per-PE volume over the sub-clusters of the case (MAESTRO's spatial cases)."""
-    if not mapped:
-        return (L.U if first_scaled else 1) * fn(True, False)
-    if not edge:
-        return L.U * fn(True, False) if first_scaled else fn(True, False) + (L.U - 1) * fn(False, False)
-    ee = sp_state.sp_edge_edge
-    ret = fn(True, L.EC == 1 and ee)
-    if L.EC > 1:
-        n_ee = 1 if ee else 0
-        n_full = max(L.EC - n_ee - 1, 0)
-        ret += n_full * fn(*last_args[0]) + n_ee * fn(*last_args[1])
-    return ret
-
-
-def _ingress(L, t, st, cidx):
-    m, e, s = _sp_info(L, t.dims, st)
-    fn = lambda first, ee: _pe_ingress(L, t, st, first, ee, cidx)  # noqa: E731
-    return _spread(L, fn, m, e, s, False, ((False, False), (False, True)))
-
-
-def _egress(L, t, st):
-    m, e, s = _sp_info(L, t.dims, st)
-    fn = lambda first, ee: _pe_egress(L, t, st, False, first, ee)  # noqa: E731
-    return _spread(L, fn, m, e, s, False, ((False, False), (False, True)))
-
-
-def _psum_map(L, t, st):
-    m, e, s = _sp_info(L, t.dims, st, all_spatial=True)
-    if m and e:
-        ee = s.sp_edge_edge
-        ret = _pe_egress(L, t, st, True, True, L.EC == 1 and ee)
-        if L.EC > 1:
-            n_ee = 1 if ee else 0
-            ret += max(L.EC - n_ee - 1, 0) * _pe_egress(L, t, st, True, True, False)
-            ret += n_ee * _pe_egress(L, t, st, True, False, True, False)
-        return ret
-    return L.U * _pe_egress(L, t, st, True, True, False)
-
-
-def _critical_psums(L, t, st):
-    m, e, s = _sp_info(L, t.dims, st)
-    if m and e:
-        return _pe_egress(L, t, st, True, True, L.EC == 1 and s.sp_edge_edge)
-    return _pe_egress(L, t, st, True, True, False)
-
-
-def _sub_dims(L: _Level, st: dict, ee: bool, conv: bool) -> tuple:
-    out: dict[str, int] = {}
-    for d in L.df:
-        s = st[d.var]
-        if not d.spatial:
-            v = L.medge.get(d.var, 0) if s.edge else L.mapped.get(d.var, 0)
-        elif s.pos == INIT:
-            v = L.medge.get(d.var, 0) if s.edge and (L.EC == 1 or ee) else L.mapped.get(d.var, 0)
-        elif s.pos == STEADY:
-            v = L.mapped.get(d.var, 0)
-        else:
-            v = L.medge.get(d.var, 0) if (L.EC == 1 or ee) else L.mapped.get(d.var, 0)
-        out.setdefault(d.var, v)
-    if conv:
-        for d in L.df:
-            if d.var in OVERLAP and d.var + "'" not in out:
-                out[d.var + "'"] = out[d.var] - out[OVERLAP[d.var]] + 1
-    return tuple(sorted(out.items()))
-
-
-def _tensor_size(t: Tensor, dims: dict, conv: bool) -> int:
-    size = 1
-    for v in t.dims:
-        if v not in dims:
-            raise MappingError(f"Dimension {v} not found")
-        if conv and not t.is_input and v in OVERLAP:
-            size *= dims[v] - dims[OVERLAP[v]] + 1
-        else:
-            size *= dims[v]
-    return size
-
-
-def _noc(x: int, hw: HwConfig) -> int:
-    return hw.noc_hops + (-(-x // hw.noc_bw)) - 1
-
-
 def analyze(spec: LayerSpec, hw: HwConfig, simd_lanes: int = 1) -> list[LevelResult]:
     """Analyse all levels; returns ``[top, innermost-first-result]``."""
-    levels = [_Level(s, spec.tensors) for s in spec.levels]
+    levels = [Level(s, spec.tensors) for s in spec.levels]
     memo: dict = {}
     firsts: list[LevelResult] = []
 
@@ -436,36 +212,36 @@ def analyze(spec: LayerSpec, hw: HwConfig, simd_lanes: int = 1) -> list[LevelRes
             if cid == 0:
                 for ti, t in enumerate(spec.tensors):
                     if t.is_input:
-                        l2_req[ti] = 2 * _ingress(L, t, st, cidx)
-                        l2_wr[ti] = _tensor_size(t, dims, spec.conv)
+                        l2_req[ti] = 2 * ingress(L, t, st, cidx)
+                        l2_wr[ti] = tensor_size(t, dims, spec.conv)
                     else:
-                        l2_req[ti] = 2 * _egress(L, t, st)
-                        l2_rd[ti] = _tensor_size(t, dims, spec.conv)
+                        l2_req[ti] = 2 * egress(L, t, st)
+                        l2_rd[ti] = tensor_size(t, dims, spec.conv)
                     vol = 1
                     for v in t.dims:
                         if v in L.mapped:
                             vol *= L.mapped[v]
                     l1_req[ti] = 2 * vol
-            egress = 0
+            eg_sum = 0
             pmap = 0
             psums = 0
             for t in outs:
                 ti = spec.tensors.index(t)
-                eg = _egress(L, t, st)
-                egress += eg
-                pm = _psum_map(L, t, st)
+                eg = egress(L, t, st)
+                eg_sum += eg
+                pm = psum_map(L, t, st)
                 pmap += pm
                 l2_wr[ti] += occ * eg
                 l1_wr[ti] += occ * pmap
                 l1_rd[ti] += occ * pmap
-                psums += _critical_psums(L, t, st)
+                psums += critical_psums(L, t, st)
             if psums <= 0:
                 continue
-            ingress = 0
+            ing_sum = 0
             for t in ins:
                 ti = spec.tensors.index(t)
-                ig = _ingress(L, t, st, cidx)
-                ingress += ig
+                ig = ingress(L, t, st, cidx)
+                ing_sum += ig
                 l2_rd[ti] += occ * ig
                 l1_wr[ti] = l2_rd[ti]  # MAESTRO's counter bug, kept for fidelity
                 l1_rd[ti] += occ * pmap
@@ -476,18 +252,18 @@ def analyze(spec: LayerSpec, hw: HwConfig, simd_lanes: int = 1) -> list[LevelRes
                 subs = []
                 if sp_state.edge:
                     if sp_state.sp_edge_edge:
-                        subs.append((run(li + 1, _sub_dims(L, st, True, spec.conv)), 1))
+                        subs.append((run(li + 1, sub_dims(L, st, True, spec.conv)), 1))
                         if L.EC - 1 > 0:
-                            subs.append((run(li + 1, _sub_dims(L, st, False, spec.conv)), L.EC - 1))
+                            subs.append((run(li + 1, sub_dims(L, st, False, spec.conv)), L.EC - 1))
                     else:
-                        subs.append((run(li + 1, _sub_dims(L, st, False, spec.conv)), L.EC))
+                        subs.append((run(li + 1, sub_dims(L, st, False, spec.conv)), L.EC))
                 else:
-                    subs.append((run(li + 1, _sub_dims(L, st, False, spec.conv)), L.U))
+                    subs.append((run(li + 1, sub_dims(L, st, False, spec.conv)), L.U))
                 compute = max(r.runtime for r, _ in subs)
                 active_units = sum(r.avg_active * n for r, n in subs)
             else:
                 compute = ceil(psums / simd_lanes)
-            d_in, d_eg = _noc(ingress, hw), _noc(egress, hw)
+            d_in, d_eg = noc(ing_sum, hw), noc(eg_sum, hw)
             if all(s.pos == INIT for s in st.values()):
                 step = compute + d_in
             else:
@@ -505,8 +281,8 @@ def analyze(spec: LayerSpec, hw: HwConfig, simd_lanes: int = 1) -> list[LevelRes
             macs += occ * pmap
             active_acc += (active_units if active_units != 0 else active) * occ
             compute = compute or 1
-            peak = max(peak, max(ingress, egress) // compute)
-            avg_acc += (occ * max(ingress, egress)) // compute
+            peak = max(peak, max(ing_sum, eg_sum) // compute)
+            avg_acc += (occ * max(ing_sum, eg_sum)) // compute
             total_occ += occ
         res = LevelResult(runtime, macs, active_acc / total_occ if total_occ else active_acc, peak,
                           avg_acc / total_occ if total_occ else 0.0, offchip, offchip_step, tuple(l2_req),
