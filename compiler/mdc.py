@@ -32,14 +32,14 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Iterator, Mapping, Sequence, Union
 
-from lark import Lark, Token, Transformer, v_args
+from lark import Lark, Token, Transformer
 from lark.exceptions import UnexpectedInput, VisitError
 from lark.lexer import Lexer
 
 from compiler.errors import MappingError
+from compiler.mdc_hw import HW_KEYS, HwConfig, parse_hw, parse_hw_file, print_hw  # noqa: F401
+from compiler.mdc_tokens import INT_MAX, SEPARATORS, RawToken, atoi, tokenize  # noqa: F401
 
-SEPARATORS = frozenset(" \t,->():;")
-INT_MAX = 2**31 - 1
 
 #: Layer types MAESTRO builds a layer object for (TRCONV is analysed as CONV).
 LAYER_TYPES = ("CONV", "DSCONV", "GEMM", "NGCONV", "TRCONV")
@@ -148,24 +148,6 @@ class MdcFile:
         return dict(self.constants)
 
 
-@dataclass(frozen=True)
-class HwConfig:
-    """The six keys of a MAESTRO HW file, with MAESTRO's defaults."""
-
-    num_pes: int = 1
-    l1_size: int = INT_MAX
-    l2_size: int = INT_MAX
-    noc_bw: int = INT_MAX
-    offchip_bw: int = INT_MAX
-    noc_hops: int = 1
-
-
-HW_KEYS = {
-    "num_pes": "num_pes", "l1_size_cstr": "l1_size", "l2_size_cstr": "l2_size",
-    "noc_bw_cstr": "noc_bw", "offchip_bw_cstr": "offchip_bw", "NoC_NumHops": "noc_hops",
-}
-
-
 # --------------------------------------------------------------------- builders
 
 
@@ -201,33 +183,6 @@ def make_layer(name: str, type: str, dims: Mapping[str, int] | Sequence[tuple[st
 # -------------------------------------------------------------------- tokenizer
 
 
-@dataclass(frozen=True)
-class RawToken:
-    """One MAESTRO token with its (true, 1-based) line and column."""
-
-    text: str
-    line: int
-    column: int
-
-
-def tokenize(text: str) -> list[RawToken]:
-    """Split ``text`` into tokens exactly as MAESTRO's boost tokenizer does."""
-    out: list[RawToken] = []
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        start = None
-        for col, ch in enumerate(line + " "):
-            if ch in SEPARATORS:
-                if start is not None:
-                    tok = line[start:col]
-                    if tok.startswith("//"):
-                        break  # comment: only recognised at the start of a token
-                    out.append(RawToken(tok, lineno, start + 1))
-                    start = None
-            elif start is None:
-                start = col
-    return out
-
-
 def _kind(text: str) -> str:
     if text in _KEYWORDS:
         return _KEYWORDS[text]
@@ -250,17 +205,6 @@ class _MaestroLexer(Lexer):
 def _parser() -> Lark:
     text = importlib.resources.files("grammar").joinpath("mdc.lark").read_text()
     return Lark(text, parser="lalr", lexer=_MaestroLexer)
-
-
-def atoi(text: str) -> int:
-    """C ``atoi``: leading digits, else 0 (MAESTRO reads every number this way)."""
-    digits = ""
-    for ch in text.lstrip():
-        if ch.isdigit():
-            digits += ch
-        else:
-            break
-    return int(digits) if digits else 0
 
 
 # ------------------------------------------------------------------- transformer
@@ -583,52 +527,3 @@ def print_mdc(mdc: MdcFile) -> str:
     out += [print_layer(layer) for layer in mdc.layers]
     out.append("}")
     return "\n".join(out) + "\n"
-
-
-# ------------------------------------------------------------------------ HW file
-
-
-def parse_hw(text: str, file: str | None = None) -> HwConfig:
-    """Parse a MAESTRO HW file (``key: value`` lines, same tokenizer)."""
-    values: dict[str, int] = {}
-    toks = tokenize(text)
-    i = 0
-    while i < len(toks):
-        key = toks[i]
-        if key.text not in HW_KEYS:
-            hint = " ('=' is not a separator; write 'key: value')" if "=" in key.text else ""
-            raise MappingError(f"unknown HW key {key.text!r}{hint}", file, str(key.line))
-        if i + 1 >= len(toks):
-            raise MappingError(f"HW key {key.text!r} has no value", file, str(key.line))
-        val = toks[i + 1]
-        if val.text == "=" or key.text.endswith("="):
-            raise MappingError(f"'=' after {key.text!r}: write 'key: value'", file, str(val.line))
-        if not val.text.isdigit():
-            raise MappingError(f"value of {key.text} must be a non-negative integer, got "
-                               f"{val.text!r}", file, str(val.line))
-        values[HW_KEYS[key.text]] = int(val.text)
-        i += 2
-    hw = HwConfig(**values)
-    for name in ("num_pes", "noc_bw", "offchip_bw"):
-        if getattr(hw, name) < 1:
-            key = next(k for k, v in HW_KEYS.items() if v == name)
-            raise MappingError(f"{key} must be >= 1 (MAESTRO divides by it and crashes)", file,
-                               None)
-    return hw
-
-
-def parse_hw_file(path: str | Path) -> HwConfig:
-    """Read and parse a HW file."""
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8", errors="surrogateescape")
-    except OSError as exc:
-        raise MappingError(f"cannot read HW file: {exc.strerror}", str(path)) from None
-    return parse_hw(text, str(path))
-
-
-def print_hw(hw: HwConfig) -> str:
-    """HW file text with all six keys."""
-    inv = {v: k for k, v in HW_KEYS.items()}
-    return "".join(f"{inv[f]}: {getattr(hw, f)}\n" for f in
-                   ("num_pes", "l1_size", "l2_size", "noc_bw", "offchip_bw", "noc_hops"))
