@@ -131,3 +131,29 @@ def test_wrong_mac_counts_are_flagged():
                  "Y_size_lt_R"):
         v = check_file(parse_mdc_file(REF / "malformed" / f"{name}.m"), hw)
         assert any(x.rule == "S6" and "MAESTRO will report" in x.text for x in v), name
+
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+_dim = st.sampled_from(["K", "C", "R", "S", "Y", "X", "Y'"])
+_item = st.tuples(st.sampled_from(["t", "s", "c"]), st.integers(1, 12), st.integers(1, 12), _dim)
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(_item, min_size=1, max_size=10))
+def test_checker_never_crashes(items):
+    """Any programmatic layer gets a list of one-line violations, never an exception."""
+    small = {"K": 8, "C": 6, "R": 3, "S": 3, "Y": 10, "X": 9}
+    dirs = []
+    for kind, a, b, dim in items:
+        if kind == "c":
+            dirs.append(cluster(a))
+        elif kind == "t" and dim in "RS":
+            dirs.append(temporal(3, 3, dim))
+        else:
+            dirs.append((temporal if kind == "t" else spatial)(a, b, dim))
+    layer = conv(*dirs, dims=small)
+    v = check_layer(layer, HwConfig(num_pes=16, noc_bw=8, offchip_bw=4))
+    assert all("\n" not in str(x) for x in v)
+    if is_clean(v):
+        assert coverage(layer, 16).exact
