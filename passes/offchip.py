@@ -151,7 +151,7 @@ def _tie_dims(model: om.TrafficModel) -> list[str]:
     return sorted(model.dims, key=lambda d: (rank(d), model.dims.index(d)))
 
 
-def _check_capacity(model: om.TrafficModel, capacity: int) -> None:
+def _check_capacity(model: om.TrafficModel, capacity: int, target_file: str) -> None:
     """Even one-element tiles must fit twice; else name the tensor that overflows and by how much."""
     need = 0
     for t in model.tensors:
@@ -161,7 +161,7 @@ def _check_capacity(model: om.TrafficModel, capacity: int) -> None:
                 f"no L2 tiling fits: tensor {t.name} cannot get even a 1-element tile; double-buffered "
                 f"unit tiles need {2 * sum(x.element_bytes for x in model.tensors)} B but L2 holds "
                 f"{capacity} B (short by {2 * sum(x.element_bytes for x in model.tensors) - capacity} B)",
-                place="l2_bytes")
+                file=target_file or None, place="l2_bytes")
 
 
 def run(ctx: Context) -> Context:
@@ -170,7 +170,7 @@ def run(ctx: Context) -> Context:
     target, model = ctx.target, om.model_of(ctx.op)
     extents = {d.name: d.extent for d in ctx.op.dims}
     capacity = target.l2_bytes
-    _check_capacity(model, capacity)
+    _check_capacity(model, capacity, target.source)
     weight = Fraction(1)
     if target.chiplets:
         weight = (Fraction(str(target.offchip_bw)) / Fraction(str(target.chiplets.link_bw_elems_per_cycle)))
