@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
-from passes import conformance, frontend, gemm_lowering, gemm_schedule, offchip
+from passes import conformance, frontend, gemm_lowering, gemm_schedule, mdc_emit, offchip, onchip
 
 from .context import Context, Options, PassRecord, Stage
 from .errors import MapcError
@@ -41,6 +41,9 @@ PIPELINE: tuple[Pass, ...] = (
     # GEMM backend: lower to (batched) GEMM so that the off-chip pass tiles the GEMM itself
     Pass("gemm-lowering", gemm_lowering.run, Stage.CONFORMING, backend="gemm", leaves="lowered"),
     Pass("offchip", offchip.run, Stage.CONFORMING, leaves="offchip"),
+    # MDC backend: spatial map, L1 tiles and inner order under MAESTRO's model, then the .m files
+    Pass("onchip", onchip.run, Stage.OFFCHIP, backend="mdc", leaves="onchip"),
+    Pass("mdc-emit", mdc_emit.run, Stage.ONCHIP, backend="mdc", leaves="lowered"),
     # GEMM backend: array tiling, timing model and <op>.schedule.yaml
     Pass("gemm-schedule", gemm_schedule.run, Stage.CONFORMING, backend="gemm", leaves="lowered"),
 )

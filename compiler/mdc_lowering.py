@@ -1,0 +1,196 @@
+"""From mapc's decisions to MDC: the one place that writes an op's mapping as MDC directives.
+
+The encoding (checked against MAESTRO by hand, see docs/maestro-check.md):
+
+* **level 0** has one unit (the cluster sizes multiply to the PE count) and walks the L2 tiles in
+  DRAM loop order: ``TemporalMap(T,T)`` per dim, one of them a ``SpatialMap`` because MDC needs one
+  per level (with one unit it folds into time steps, so it behaves as a temporal loop);
+* **level 1** (and **level 2** on a 2-D array) puts one dim across the units of that level,
+  ``SpatialMap(t,t) D``, and holds the rest of the L2 tile (level 1) or the per-PE L1 tile
+  (innermost level) with ``TemporalMap``s in the chosen order;
+* ``R``/``S`` are always ``TemporalMap(Sz(R),Sz(R))`` (MAESTRO's R/S rule), and a sliding-window
+  output tile ``t`` is written input-centrically as ``TemporalMap((t-1)*stride + R, ...) Y`` with
+  ``Stride { Y: stride }`` declared, which MAESTRO turns back into ``t`` outputs per step.
+
+Op dims that one MDC layer cannot hold (``MdcForm.repeat_dims``: GEMM batches, attention heads)
+make the file a Network of identical layers, one per repeat.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from .context import MdcForm
+from .errors import ConformanceError
+from .ir import Op, Window
+from .mdc import AnyDirective, MdcFile, MdcLayer, Sz, cluster, make_layer, spatial, temporal
+
+# Declared MDC dims per layer type, in MAESTRO's usual order.
+LAYER_DIMS = {
+    "CONV": ("N", "K", "C", "R", "S", "Y", "X"),
+    "DSCONV": ("N", "C", "R", "S", "Y", "X"),
+    "NGCONV": ("N", "G", "K", "C", "R", "S", "Y", "X"),
+    "GEMM": ("M", "N", "K"),
+}
+WINDOW_FILTER = {"Y": "R", "X": "S"}
+
+
+@dataclass(frozen=True)
+class SpatialLevel:
+    """One cluster level of the PE array: ``dim`` spread over ``units``, ``tile`` per unit."""
+
+    dim: str
+    units: int
+    tile: int
+
+
+@dataclass(frozen=True)
+class OnchipChoice:
+    """A point of the on-chip subspace.
+
+    ``spatial`` lists the array levels outermost first (1 for a 1-D spread, 2 for rows x cols);
+    ``l1_tile`` is the per-PE tile of every op dim (output-centric for windows);
+    ``inner_order`` the innermost level's temporal loop order, outermost first."""
+
+    spatial: tuple[SpatialLevel, ...]
+    l1_tile: tuple[tuple[str, int], ...]
+    inner_order: tuple[str, ...]
+
+    def describe(self) -> str:
+        spread = " x ".join(f"{s.dim}:{s.units}x{s.tile}" for s in self.spatial)
+        tile = ", ".join(f"{d}={t}" for d, t in self.l1_tile)
+        return f"spatial {spread}; L1 tile {tile}; inner order {' > '.join(self.inner_order)}"
+
+
+class MdcView:
+    """How one op reads in MDC: declared dims with sizes, stride, and per-dim directive sizes."""
+
+    def __init__(self, op: Op, form: MdcForm):
+        if form.layer_type not in LAYER_DIMS:
+            raise ConformanceError(f"no MDC lowering for layer type {form.layer_type}")
+        self.op, self.form = op, form
+        inp = op.tensor(form.input)
+        self.windows: dict[str, Window] = {}
+        for mdc_dim in ("Y", "X"):
+            out_dim = form.op_dim(mdc_dim)
+            if out_dim is None:
+                continue
+            w = next((w for w in inp.windows if w.out_dim == out_dim), None)
+            if w is not None and w.dilation != 1 and w.filter_dim and op.extent(w.filter_dim) > 1:
+                raise ConformanceError(f"dilation {w.dilation} on {out_dim} has no MDC form (MDC has "
+                                       "strides but no dilation); use a GEMM backend", place="statement")
+            self.windows[mdc_dim] = w
+        self.dims = tuple(d for d in op.dim_names if d not in form.repeat_dims)
+        self.repeats = math.prod(op.extent(d) for d in form.repeat_dims)
+        self.layer_macs = op.macs // self.repeats
+
+    def mdc_dim(self, op_dim: str) -> str:
+        return self.form.mdc_dim(op_dim)
+
+    def stride(self, mdc_dim: str) -> int:
+        w = self.windows.get(mdc_dim)
+        return w.stride if w else 1
+
+    def filter_extent(self, mdc_dim: str) -> int:
+        filt = self.form.op_dim(WINDOW_FILTER[mdc_dim])
+        return self.op.extent(filt) if filt else 1
+
+    def declared(self) -> list[tuple[str, int]]:
+        """``Dimensions { ... }``: every dim the layer type needs (absent ones have size 1)."""
+        out = []
+        for m in LAYER_DIMS[self.form.layer_type]:
+            d = self.form.op_dim(m)
+            size = self.op.extent(d) if d else 1
+            if m in WINDOW_FILTER:  # input-centric: the input rows the outputs need
+                size = self._window_size(m, size)
+            if m == "N" and self.form.layer_type != "GEMM" and d is None:
+                continue  # MAESTRO honours N only when declared; leave it out when it is 1
+            out.append((m, size))
+        return out
+
+    def _window_size(self, m: str, out_tile: int) -> int:
+        return (out_tile - 1) * self.stride(m) + self.filter_extent(m)
+
+    def size_offset(self, op_dim: str, tile):
+        """MDC ``(size, offset)`` of a map of ``tile`` elements of ``op_dim`` (output-centric for
+        windows); ``tile`` may be an int or a numpy array of candidates."""
+        m = self.mdc_dim(op_dim)
+        if m in ("R", "S"):  # MAESTRO's R/S rule: always the whole filter
+            e = self.op.extent(op_dim)
+            return e + 0 * tile, e + 0 * tile
+        if m in WINDOW_FILTER:
+            # Input rows with stride-1 offsets, as MAESTRO expects; it rewrites both when strided.
+            size = (tile - 1) * self.stride(m) + self.filter_extent(m)
+            return size, size - self.filter_extent(m) + 1
+        return tile, tile
+
+    def directive(self, op_dim: str, tile: int, is_spatial: bool) -> AnyDirective:
+        """The map of ``tile`` elements of ``op_dim``."""
+        m = self.mdc_dim(op_dim)
+        make = spatial if is_spatial else temporal
+        if m in ("R", "S"):
+            return make(Sz(m), Sz(m), m)
+        return make(*self.size_offset(op_dim, tile), m)
+
+    def stride_block(self) -> dict[str, int] | None:
+        strides = {m: self.stride(m) for m in ("X", "Y") if m in self.windows}
+        return strides if any(s != 1 for s in strides.values()) else None
+
+
+@dataclass(frozen=True)
+class Slot:
+    """One directive position of the emitted dataflow: a map (``T``/``S``) of an op dim, or a
+    ``C``luster; ``level`` is the cluster level it belongs to."""
+
+    kind: str
+    dim: str
+    level: int
+
+
+def layer_slots(view: MdcView, dram_order: tuple[str, ...], spatial_dims: tuple[str, ...],
+                inner_order: tuple[str, ...]) -> tuple[Slot, ...]:
+    """The directive sequence shared by every candidate with these spatial dims and inner order."""
+    dims = [d for d in dram_order if d in view.dims]
+    # Level 0: one unit walking L2 tiles; its SpatialMap goes on the innermost non-filter dim.
+    anchor = next(d for d in reversed(dims) if view.mdc_dim(d) not in ("R", "S"))
+    out = [Slot("S" if d == anchor else "T", d, 0) for d in dims]
+    for i, sdim in enumerate(spatial_dims, start=1):
+        order = inner_order if i == len(spatial_dims) else dims
+        out += [Slot("C", "", i), Slot("S", sdim, i)] + [Slot("T", d, i) for d in order if d != sdim]
+    return tuple(out)
+
+
+def slot_tiles(slots: tuple[Slot, ...], l2_tile: dict[str, int], choice: OnchipChoice) -> list[int]:
+    """The tile (or, for a Cluster, the unit count) each slot holds for one choice."""
+    chunk = [dict(l2_tile)]
+    for level in choice.spatial:
+        chunk.append({**chunk[-1], level.dim: level.tile})
+    chunk[-1] = dict(choice.l1_tile)
+    out = []
+    for s in slots:
+        if s.kind == "C":
+            out.append(choice.spatial[s.level - 1].units)
+        elif s.kind == "S" and s.level > 0:
+            out.append(choice.spatial[s.level - 1].tile)
+        else:
+            out.append(chunk[s.level][s.dim])
+    return out
+
+
+def build_layer(view: MdcView, l2_tile: dict[str, int], dram_order: tuple[str, ...], choice: OnchipChoice,
+                name: str) -> MdcLayer:
+    """One MDC layer for the off-chip tiles ``l2_tile`` in ``dram_order`` and an on-chip choice."""
+    slots = layer_slots(view, dram_order, tuple(s.dim for s in choice.spatial), choice.inner_order)
+    out: list[AnyDirective] = [cluster(t) if s.kind == "C" else view.directive(s.dim, t, s.kind == "S")
+                               for s, t in zip(slots, slot_tiles(slots, l2_tile, choice))]
+    return make_layer(name, view.form.layer_type, view.declared(), out, view.stride_block())
+
+
+def build_file(view: MdcView, l2_tile: dict[str, int], dram_order: tuple[str, ...], choice: OnchipChoice) -> MdcFile:
+    """The whole ``.m`` file: one layer, or one per repeat of the op's repeat dims."""
+    op = view.op
+    layer = build_layer(view, l2_tile, dram_order, choice, op.name)
+    layers = (layer,) if view.repeats == 1 else tuple(
+        MdcLayer(f"{op.name}_{i}", layer.type, layer.dims, layer.directives, layer.stride)
+        for i in range(view.repeats))
+    return MdcFile(constants=(), network=op.name, layers=layers)

@@ -1,0 +1,65 @@
+"""Scoring many on-chip candidates of one op with the vectorised cost model.
+
+Candidates that share spatial dims and inner loop order share one MDC *template* (the same
+directive kinds and dims); their sizes, offsets and cluster sizes are computed as numpy columns
+from the same slot layout :func:`compiler.mdc_lowering.build_layer` writes, and each template is
+scored with one :func:`compiler.costmodel_vec.evaluate_batch` call per batch.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from .costmodel_vec import evaluate_batch, template_from_layer
+from .mdc import HwConfig
+from .mdc_lowering import MdcView, OnchipChoice, build_layer, layer_slots, slot_tiles
+
+
+@dataclass(frozen=True)
+class Scores:
+    """Per-candidate arrays in the order the candidates were given; ``scored`` counts how many
+    were scored before the deadline (unscored ones never fit)."""
+
+    scored: int
+    runtime: np.ndarray
+    energy: np.ndarray
+    fits: np.ndarray
+
+
+def score_choices(view: MdcView, l2_tile: dict[str, int], dram_order: tuple[str, ...],
+                  choices: list[OnchipChoice], hw: HwConfig, *, deadline: float | None = None,
+                  batch: int = 8192) -> Scores:
+    """Score every choice; ``fits`` is True where the mapping is valid, counts exactly the layer's
+    MACs and is within L1, L2, NoC and off-chip bandwidth."""
+    n = len(choices)
+    runtime = np.full(n, np.iinfo(np.int64).max, np.int64)
+    energy = np.full(n, np.inf)
+    fits = np.zeros(n, bool)
+    groups: dict[tuple, list[int]] = {}
+    for i, c in enumerate(choices):
+        groups.setdefault((tuple(s.dim for s in c.spatial), c.inner_order), []).append(i)
+    scored = 0
+    for (spatial_dims, inner_order), members in groups.items():
+        slots = layer_slots(view, dram_order, spatial_dims, inner_order)
+        template = template_from_layer(build_layer(view, l2_tile, dram_order, choices[members[0]], "t"))[0]
+        tiles = np.array([slot_tiles(slots, l2_tile, choices[i]) for i in members], np.int64)
+        maps = [j for j, s in enumerate(slots) if s.kind != "C"]
+        pairs = [view.size_offset(slots[j].dim, tiles[:, j]) for j in maps]
+        sizes = np.stack([p[0] for p in pairs], axis=1)
+        offsets = np.stack([p[1] for p in pairs], axis=1)
+        clusters = tiles[:, [j for j, s in enumerate(slots) if s.kind == "C"]]
+        for start in range(0, len(members), batch):
+            if deadline is not None and time.perf_counter() > deadline:
+                return Scores(scored, runtime, energy, fits)
+            part = slice(start, start + batch)
+            idx = np.array(members[part])
+            m = evaluate_batch(template, sizes[part], offsets[part], clusters[part], hw)
+            runtime[idx] = m.runtime_cycles
+            energy[idx] = m.energy_mac_units
+            fits[idx] = (m.valid & (m.macs == view.layer_macs) & (m.l1_elements <= hw.l1_size)
+                         & (m.l2_elements <= hw.l2_size) & (m.noc_bw_required <= hw.noc_bw)
+                         & (m.offchip_bw_required <= hw.offchip_bw))
+            scored += len(idx)
+    return Scores(scored, runtime, energy, fits)

@@ -1,0 +1,137 @@
+"""The on-chip mapping subspace: which dims go across the PE array, per-unit spatial tiles, the
+per-PE (L1) tile and the innermost loop order, for one fixed off-chip (L2) tiling.
+
+Candidates are generated in two layers so that pruning reasons can be stated and counted:
+
+1. **array structures** (:func:`spatial_structures`): one dim across all PEs, or two dims across
+   ``n1`` clusters of ``n2`` PEs (``n1 * n2`` = PEs, so no PE is silently idle).  Dims a target
+   may not spread (NVDLA-like: only K and C) and dims whose L2 tile is 1 are excluded.  Each
+   structure has an exact spatial utilisation (``tile / (folds * units * per-unit tile)`` per
+   level); structures far below the best are pruned (*utilisation*).
+2. **per-PE tiles and orders** (:func:`inner_choices`): per non-spatial dim a tile from
+   ``{1, 2, 4, ..., chunk}``; tilings whose double-buffered L1 footprint exceeds L1 are pruned
+   (*capacity*); a handful of loop orders (stationarity patterns) per tiling.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass
+
+from .mdc_lowering import MdcView, OnchipChoice, SpatialLevel
+
+
+@dataclass(frozen=True)
+class Structure:
+    """An array structure: the spatial levels (dim, units, per-unit tile) and its utilisation."""
+
+    levels: tuple[SpatialLevel, ...]
+    utilization: float
+
+
+def divisors(n: int) -> list[int]:
+    return [d for d in range(1, n + 1) if n % d == 0]
+
+
+def level_utilization(extent: int, units: int, tile: int) -> float:
+    """Busy fraction of ``units`` covering ``extent`` in per-unit ``tile``s over ceil-many folds."""
+    folds = math.ceil(extent / (units * tile))
+    return extent / (folds * units * tile)
+
+
+def spatial_structures(view: MdcView, l2_tile: dict[str, int], num_pes: int,
+                       allowed_roles: tuple[str, ...] | None) -> list[Structure]:
+    """Every 1-level and 2-level spread of the PE array over the L2 tile (deterministic order)."""
+    def spreadable(d: str) -> bool:
+        role = view.mdc_dim(d)
+        if role in ("R", "S") or l2_tile[d] == 1:
+            return False
+        if view.form.layer_type == "DSCONV" and role == "K":
+            return False
+        if allowed_roles is None:
+            return True
+        # Roles are CONV's; on a GEMM, N (output columns) plays K and K (reduction) plays C.
+        conv_role = {"N": "K", "K": "C", "M": "Y"}.get(role, role) if view.form.layer_type == "GEMM" else role
+        return conv_role in allowed_roles
+
+    dims = [d for d in view.dims if spreadable(d)]
+    out: list[Structure] = []
+    for a in dims:
+        for tile in sorted({math.ceil(l2_tile[a] / num_pes), 1}):
+            out.append(Structure((SpatialLevel(a, num_pes, tile),),
+                                 level_utilization(l2_tile[a], num_pes, tile)))
+    for a, b in itertools.permutations(dims, 2):
+        for n1 in divisors(num_pes)[1:-1]:
+            n2 = num_pes // n1
+            ta = math.ceil(l2_tile[a] / n1)
+            for tb in sorted({math.ceil(l2_tile[b] / n2), 1}):
+                u = level_utilization(l2_tile[a], n1, ta) * level_utilization(l2_tile[b], n2, tb)
+                out.append(Structure((SpatialLevel(a, n1, ta), SpatialLevel(b, n2, tb)), u))
+    return out
+
+
+def _tile_options(chunk: int) -> list[int]:
+    opts = {1, chunk}
+    t = 2
+    while t < chunk:
+        opts.add(t)
+        t *= 2
+    return sorted(opts)
+
+
+def l1_footprint(view: MdcView, tile: dict[str, int]) -> int:
+    """Double-buffered per-PE footprint (elements) of all tensors for a per-PE tile."""
+    total = 0
+    for t in view.op.tensors:
+        size = 1
+        for sub in t.index:
+            w = next((w for w in t.windows if t.index[w.axis] is sub), None)
+            if w is not None:
+                size *= w.footprint(tile[w.out_dim], tile[w.filter_dim] if w.filter_dim else 1)
+            else:
+                size *= math.prod(tile[d] for d in sub.dims)
+        total += size
+    return 2 * total
+
+
+def inner_orders(view: MdcView, spatial_dim: str) -> list[tuple[str, ...]]:
+    """Loop orders for the innermost level: output-, weight- and input-stationary patterns."""
+    op = view.op
+    out_dims, (inp, wgt) = set(op.output.dims), op.reads
+    dims = [d for d in view.dims if d != spatial_dim]
+    keys = (
+        lambda d: (d in out_dims, d),                      # reduction outermost: outputs stay
+        lambda d: (d not in out_dims, d),                  # reduction innermost
+        lambda d: (d in wgt.dims, d),                      # weights stationary (their dims outer)
+        lambda d: (d not in wgt.dims, d),
+        lambda d: (d in inp.dims, d),                      # inputs stationary
+    )
+    seen: list[tuple[str, ...]] = []
+    for key in keys:
+        # stable: keep the op's dim order inside each group so results are reproducible
+        order = tuple(sorted(dims, key=lambda d, k=key: (k(d)[0], dims.index(d))))
+        if order not in seen:
+            seen.append(order)
+    return seen
+
+
+def inner_choices(view: MdcView, l2_tile: dict[str, int], structure: Structure, l1_elements: int,
+                  max_orders: int = 5) -> tuple[list[OnchipChoice], int]:
+    """Per-PE tiles x orders for one structure; returns (choices that fit L1, tilings tried)."""
+    chunk = dict(l2_tile)
+    for lvl in structure.levels:
+        chunk[lvl.dim] = lvl.tile
+    inner = structure.levels[-1].dim
+    free = [d for d in view.dims if d != inner and view.mdc_dim(d) not in ("R", "S")]
+    fixed = {d: chunk[d] for d in view.dims if view.mdc_dim(d) in ("R", "S")}
+    fixed[inner] = chunk[inner]
+    tried, fits = 0, []
+    for values in itertools.product(*(_tile_options(chunk[d]) for d in free)):
+        tried += 1
+        tile = {**fixed, **dict(zip(free, values))}
+        if l1_footprint(view, tile) <= l1_elements:
+            fits.append(tile)
+    orders = inner_orders(view, inner)[:max_orders]
+    choices = [OnchipChoice(structure.levels, tuple((d, t[d]) for d in view.dims), order)
+               for t in fits for order in orders]
+    return choices, tried

@@ -1,0 +1,102 @@
+"""Pass ``mdc-emit``: lower the off-chip and on-chip decisions to MAESTRO files and measure them.
+
+Reads:    ``ctx.op``, ``ctx.mdc_form``, ``ctx.offchip``, ``ctx.onchip``, the target.
+Decides:  nothing new; writes the decisions as MDC (:mod:`compiler.mdc_lowering`).
+Leaves:   ``ctx.lowered`` (an :class:`MdcOutput` whose metrics come from re-parsing and evaluating
+          the exact text that will be written) and two artefacts, ``<op>.m`` and
+          ``<target>.hw.m``.  A file the checker rejects is never written: that is an internal
+          error, not a user error.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+from compiler.checker import check_file, is_clean
+from compiler.context import Context, Stage
+from compiler.costmodel import evaluate_file
+from compiler.mdc import parse_hw, parse_mdc, print_hw, print_mdc
+from compiler.mdc_commands import hw_from_target
+from compiler.mdc_lowering import MdcView, build_file
+
+
+@dataclass(frozen=True)
+class MdcOutput:
+    """The emitted MDC text and the metrics/bounds measured on it."""
+
+    mapping_text: str
+    hw_text: str
+    metrics: dict
+    bounds: dict
+    layers: int
+
+    def pretty(self) -> str:
+        return self.mapping_text
+
+    def explain(self) -> str:
+        m, b = self.metrics, self.bounds
+        return (f"Emitted {self.layers} MDC layer(s); re-parsed and evaluated: runtime "
+                f"{m['runtime_cycles']:,} cycles = {m['runtime_cycles'] / b['roofline_cycles']:.2f}x the roofline "
+                f"bound ({b['roofline_cycles']:,}: compute {b['compute_cycles']:,}, DRAM {b['dram_cycles']:,}).\n"
+                + annotate(self.mapping_text))
+
+    def report(self) -> dict:
+        return {"metrics": self.metrics, "bounds": self.bounds}
+
+
+def annotate(text: str) -> str:
+    """The MDC text with a comment per cluster level saying what the level is."""
+    out, level = [], 0
+    names = ["level 0: one unit walking the L2 tiles in DRAM order",
+             "level 1: the first spatial level of the PE array",
+             "level 2: single PEs; the maps are the per-PE (L1) tile"]
+    for line in text.splitlines():
+        if line.strip() == "Dataflow {":
+            out.append(line)
+            out.append(line.replace("Dataflow {", f"  // {names[0]}"))
+            continue
+        out.append(line)
+        if line.strip().startswith("Cluster("):
+            level += 1
+            last = level == text.count("Cluster(") // max(1, text.count("Layer "))
+            note = names[2] if last else names[min(level, 1)]
+            out.append(line[:len(line) - len(line.lstrip())] + f"// {note}")
+    return "\n".join(out)
+
+
+def bounds(ctx: Context) -> dict:
+    """Compute, DRAM (compulsory traffic over off-chip bandwidth) and roofline cycles."""
+    op, t = ctx.source_op or ctx.op, ctx.target
+    compute = math.ceil(op.macs / (t.num_pes * t.num_chiplets * t.macs_per_pe))
+    compulsory = sum(x.size for x in op.tensors)
+    dram = math.ceil(compulsory / t.offchip_bw)
+    return {"compute_cycles": compute, "dram_cycles": dram, "roofline_cycles": max(compute, dram)}
+
+
+def run(ctx: Context) -> Context:
+    """Print, re-parse, check and evaluate the MDC files."""
+    op, target = ctx.op, ctx.target
+    view = MdcView(op, ctx.mdc_form)
+    hw = hw_from_target(target, op.output.element_bytes)
+    mdc = build_file(view, dict(ctx.offchip.l2_tile), tuple(ctx.offchip.order), ctx.onchip.choice)
+    mapping_text, hw_text = print_mdc(mdc), print_hw(hw)
+    parsed, parsed_hw = parse_mdc(mapping_text, f"{op.name}.m"), parse_hw(hw_text, f"{target.name}.hw.m")
+    violations = check_file(parsed, parsed_hw)
+    if not is_clean(violations):  # the search only keeps fitting candidates: this is a bug
+        raise RuntimeError("refusing to write a mapping the checker rejects: " + "; ".join(map(str, violations)))
+    per_layer = evaluate_file(parsed, parsed_hw)
+    runtime = sum(m.runtime_cycles for m in per_layer)
+    metrics = {
+        "runtime_cycles": runtime,
+        "energy_mac_units": round(sum(m.energy_mac_units for m in per_layer), 2),
+        "l1_elements": max(m.l1_elements for m in per_layer),
+        "l2_elements": max(m.l2_elements for m in per_layer),
+        "dram_traffic_elements": ctx.offchip.report()["offchip"]["dram_traffic_elements"]["total"],
+        "noc_bw_required": max(m.noc_bw_required for m in per_layer),
+        "offchip_bw_required": max(m.offchip_bw_required for m in per_layer),
+        "utilization": round(sum(m.macs for m in per_layer) / (runtime * hw.num_pes), 6),
+        "macs": sum(m.macs for m in per_layer),
+    }
+    files = ((f"{op.name}.m", mapping_text), (f"{target.name}.hw.m", hw_text))
+    out = MdcOutput(mapping_text, hw_text, metrics, bounds(ctx), len(per_layer))
+    return replace(ctx, lowered=out, artifacts=ctx.artifacts + files, stage=Stage.LOWERED)

@@ -1,0 +1,123 @@
+"""Pass ``onchip``: choose the spatial map, per-unit tiles, L1 tile and inner order for an MDC target.
+
+Reads:    ``ctx.op``, ``ctx.mdc_form``, ``ctx.offchip`` (L2 tile per dim, DRAM loop order) and the
+          target (PEs, L1/L2, NoC and off-chip bandwidth, spatial-dim restrictions).
+Decides:  which dims go across the PE array (one level, or two for rows x cols), the per-unit
+          spatial tiles, the per-PE tile and the innermost loop order, minimising the objective
+          (``latency``: runtime then energy; ``energy``: energy then runtime; ``edp``) under
+          MAESTRO's cost model, among candidates that fit every limit (L1, L2, NoC and off-chip
+          bandwidth) and cover every MAC exactly.
+Leaves:   ``ctx.onchip`` (an :class:`OnchipResult`: the choice, its metrics and the counts of the
+          space before and after each pruning step).
+
+The search is exhaustive over the pruned space (:mod:`compiler.onchip_space`), scored in batches
+by the cost model; the status is OPTIMAL-IN-SPACE when every candidate was scored within the time
+limit and FEASIBLE when the limit cut the scoring short.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from compiler.context import Context, Stage
+from compiler.costmodel import Metrics
+from compiler.errors import InfeasibleError
+from compiler.mdc_commands import hw_from_target
+from compiler.mdc_lowering import MdcView, OnchipChoice, build_layer
+from compiler.costmodel import evaluate_layer
+from compiler.mdc_scoring import score_choices
+from compiler.onchip_space import inner_choices, spatial_structures
+
+KEEP_UTILIZATION = 0.95   # structures within 5% of the best spatial utilisation are searched
+MAX_STRUCTURES = 12
+
+
+@dataclass(frozen=True)
+class OnchipResult:
+    """The chosen on-chip point and how the subspace was searched."""
+
+    choice: OnchipChoice
+    metrics: Metrics
+    structures: int              # array structures generated
+    structures_kept: int         # after the utilisation / restriction pruning
+    tilings: int                 # per-PE tilings tried for the kept structures
+    candidates: int              # tilings that fit L1, times loop orders: scored with the cost model
+    feasible: int                # scored candidates within every limit
+    runner_up: tuple[OnchipChoice, Metrics] | None
+    status: str
+
+    def pretty(self) -> str:
+        m = self.metrics
+        return (f"on-chip: {self.choice.describe()}\n"
+                f"  runtime {m.runtime_cycles:,} cycles, energy {m.energy_mac_units:,.0f} MAC units, "
+                f"L1 {m.l1_elements} / L2 {m.l2_elements} elements, NoC BW {m.noc_bw_required}, "
+                f"utilisation {m.utilization:.3f}")
+
+    def explain(self) -> str:
+        lines = [f"The on-chip subspace for this L2 tile had {self.structures:,} array structures; "
+                 f"{self.structures_kept} survived pruning (spatial utilisation within "
+                 f"{1 - KEEP_UTILIZATION:.0%} of the best, the target's spatial-dim restrictions).",
+                 f"Their per-PE tilings: {self.tilings:,}; those that fit L1, times loop orders, gave "
+                 f"{self.candidates:,} candidates, all scored with the cost model ({self.status}); "
+                 f"{self.feasible:,} fit every limit.",
+                 self.pretty()]
+        if self.runner_up:
+            choice, m = self.runner_up
+            lines.append(f"Runner-up: {choice.describe()} at {m.runtime_cycles:,} cycles and "
+                         f"{m.energy_mac_units:,.0f} MAC units of energy.")
+        return "\n".join(lines)
+
+    def report(self) -> dict:
+        return {"onchip": {
+            "spatial": [{"dim": s.dim, "units": s.units, "tile": s.tile} for s in self.choice.spatial],
+            "l1_tile": dict(self.choice.l1_tile), "inner_order": list(self.choice.inner_order),
+            "structures": self.structures, "structures_kept": self.structures_kept,
+            "candidates": self.candidates, "feasible": self.feasible, "solver_status": self.status}}
+
+
+def rank(scores, objective: str) -> np.ndarray:
+    """Indices of the fitting candidates, best first under ``objective`` (ties: generation order)."""
+    idx = np.flatnonzero(scores.fits)
+    rt, en = scores.runtime[idx].astype(float), scores.energy[idx]
+    primary, secondary = {"energy": (en, rt), "edp": (rt * en, rt)}.get(objective, (rt, en))
+    return idx[np.lexsort((idx, secondary, primary))]
+
+
+def run(ctx: Context) -> Context:
+    """Search the on-chip subspace for the off-chip plan in ``ctx.offchip``."""
+    op, target = ctx.op, ctx.target
+    view = MdcView(op, ctx.mdc_form)
+    l2_tile, dram_order = dict(ctx.offchip.l2_tile), tuple(ctx.offchip.order)
+    hw = hw_from_target(target, op.output.element_bytes)
+    structures = spatial_structures(view, l2_tile, target.num_pes, target.spatial_roles)
+    if not structures:
+        raise InfeasibleError(f"no dim of {op.name} may go across the PEs of {target.name} "
+                              f"(allowed: {', '.join(target.spatial_roles or ())})")
+    best_u = max(s.utilization for s in structures)
+    kept = sorted((s for s in structures if s.utilization >= KEEP_UTILIZATION * best_u),
+                  key=lambda s: (-s.utilization, len(s.levels), [(l.dim, l.units, l.tile) for l in s.levels]))
+    kept = kept[:MAX_STRUCTURES]
+    candidates: list[OnchipChoice] = []
+    tilings = 0
+    for s in kept:
+        choices, tried = inner_choices(view, l2_tile, s, hw.l1_size)
+        candidates += choices
+        tilings += tried
+    deadline = time.perf_counter() + ctx.options.time_limit_s
+    scores = score_choices(view, l2_tile, dram_order, candidates, hw, deadline=deadline)
+    status = "OPTIMAL-IN-SPACE" if scores.scored == len(candidates) else "FEASIBLE"
+    best = rank(scores, ctx.options.objective)
+    if best.size == 0:
+        raise InfeasibleError(f"none of the {scores.scored:,} on-chip candidates for {op.name} fits "
+                              f"{target.name}'s L1/L2/bandwidth limits with exact MACs")
+    def measured(i: int):
+        return candidates[i], evaluate_layer(build_layer(view, l2_tile, dram_order, candidates[i], op.name), hw)
+    runner_up = measured(best[1]) if best.size > 1 else None
+    result = OnchipResult(choice=candidates[best[0]], metrics=measured(best[0])[1],
+                          structures=len(structures), structures_kept=len(kept), tilings=tilings,
+                          candidates=len(candidates), feasible=int(scores.fits.sum()),
+                          runner_up=runner_up, status=status)
+    ctx = ctx.note_search("onchip", len(candidates), status)
+    return replace(ctx, onchip=result, stage=Stage.ONCHIP)
