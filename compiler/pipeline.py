@@ -16,6 +16,7 @@ from passes import conformance, frontend, gemm_lowering, gemm_schedule, mdc_emit
 
 from .context import Context, Options, PassRecord, Stage
 from .errors import MapcError
+from .ir import Op
 
 
 @dataclass(frozen=True)
@@ -97,9 +98,13 @@ def _part_left_by(ctx: Context, p: Pass):
 
 
 def run_pipeline(op_path: Path, target, options: Options = Options(), *, stop_after: str | None = None,
-                 dump_after: tuple[str, ...] = (), dump: Callable[[str], None] = print) -> Context:
-    """Compile ``op_path`` for ``target``; returns the final context (nothing is written here)."""
-    ctx = Context(op_path=Path(op_path), target=target, options=options)
+                 dump_after: tuple[str, ...] = (), dump: Callable[[str], None] = print,
+                 op: Op | None = None) -> Context:
+    """Compile ``op_path`` for ``target``; returns the final context (nothing is written here).
+
+    ``op``: an operator already parsed (a layer of a model file); ``op_path`` then only names it
+    in messages."""
+    ctx = Context(op_path=Path(op_path), target=target, options=options, op=op)
     backend = selected_backend(ctx)
     for p in PIPELINE:
         if p.backend not in (None, backend):
