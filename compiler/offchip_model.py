@@ -202,12 +202,9 @@ def order_classes(model: TrafficModel, dims: Sequence[str]) -> list[tuple[tuple[
 
 def monotone_dims(model: TrafficModel) -> list[str]:
     """Dims whose trip count never lowers traffic when it grows (dominance 3)."""
-    out = []
-    for d in model.dims:
-        ok = all(not (w.out_dim == d and w.stride > 1) and not (w.filter_dim == d and w.dilation > 1)
-                 for t in model.tensors for w in t.axes)
-        out.append(d) if ok else None
-    return out
+    return [d for d in model.dims
+            if all(not (w.out_dim == d and w.stride > 1) and not (w.filter_dim == d and w.dilation > 1)
+                   for t in model.tensors for w in t.axes)]
 
 
 @dataclass(frozen=True)
@@ -281,7 +278,7 @@ def search(model: TrafficModel, extents: Mapping[str, int], capacity_bytes: int,
         per_visit = [pv.astype(object) for pv in per_visit]
     iters = math.prod(n[d] for d in dims) if dims else 1
     tie_cols = [-t[d] for d in reversed(tie_dims)]
-    best: Best | None = None
+    best: tuple | None = None
     classes = order_classes(model, [d for d in dims if part[d] > 1])
     for ci, (prefix, mult) in enumerate(classes):
         obj = 0
@@ -295,9 +292,9 @@ def search(model: TrafficModel, extents: Mapping[str, int], capacity_bytes: int,
         tied = np.flatnonzero(obj == low)
         pick = tied[np.lexsort([c[tied] for c in tie_cols] + [iters[tied]])[0]] if tied.size > 1 else tied[0]
         key = (int(low), int(iters[pick]), tuple(int(c[pick]) for c in reversed(tie_cols)), ci)
-        if best is None or key < best.key:
-            best = Best(key, {d: int(t[d][pick]) for d in dims}, prefix, 0)
-    return Best(best.key, best.tiles, best.prefix, int(keep.sum()) * len(classes))
+        if best is None or key < best[0]:
+            best = (key, {d: int(t[d][pick]) for d in dims}, prefix)
+    return Best(*best, evaluated=int(keep.sum()) * len(classes))
 
 
 def order_from(model: TrafficModel, tiles: Mapping[str, int], extents: Mapping[str, int],

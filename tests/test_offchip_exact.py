@@ -166,3 +166,13 @@ def test_split_uses_as_many_chiplets_as_divisors_allow():
     op = _op("g", GEMM, {"m": 7, "n": 5, "k": 3}, None)
     target = replace(load_target("chiplet4"), chiplets=Chiplets(4, (2, 2), 32.0), l2_bytes=100)
     assert _run(op, target).offchip.chiplet_split == (("k", 3),)  # 3 | 3; 7 and 5 cannot be cut
+
+
+def test_time_limit_keeps_the_best_point_found_as_feasible():
+    op = _op("c", CONV.format(s=1, d=1), {"n": 1, "k": 16, "c": 16, "p": 8, "q": 8, "r": 3, "s": 3}, None)
+    chip = replace(load_target("chiplet4"), l2_bytes=600)      # tight: several splits stay in play
+    ctx = Context(op_path=Path("x.yaml"), target=chip, options=Options(time_limit_s=0.0), op=op,
+                  stage=Stage.CONFORMING)
+    rushed, full = offchip.run(ctx).offchip, _run(op, chip).offchip
+    assert (rushed.solver_status, full.solver_status) == ("FEASIBLE", "OPTIMAL")
+    assert rushed.l2_bytes_used <= 600 and rushed.dram_traffic_elements >= full.dram_traffic_elements
