@@ -8,6 +8,7 @@ the bounds of the image of the domain under each access map.
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -204,6 +205,13 @@ def build_op(name: str, statement: str, dims: dict[str, int], dtype: str = "int8
             extents=extents))
     return Op(name=name, dims=tuple(Dim(d, dims[d]) for d in order), tensors=tuple(tensors),
               reduce=(assign == "+="), domain=domain, dtype=dtype, kind=kind)
+
+
+def resize(op: Op, dims: dict[str, int]) -> Op:
+    """The same statement over other extents (e.g. one chiplet's part), element sizes kept."""
+    new = build_op(op.name, op.statement, dims, op.dtype, kind=op.kind)
+    sizes = {t.name: t.element_bytes for t in op.tensors}
+    return replace(new, tensors=tuple(replace(t, element_bytes=sizes[t.name]) for t in new.tensors))
 
 
 def _isl_expr(sub: AffineIndex) -> str:

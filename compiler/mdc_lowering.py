@@ -12,18 +12,26 @@ The encoding (checked against MAESTRO by hand, see docs/maestro-check.md):
   output tile ``t`` is written input-centrically as ``TemporalMap((t-1)*stride + R, ...) Y`` with
   ``Stride { Y: stride }`` declared, which MAESTRO turns back into ``t`` outputs per step.
 
+On a multi-chiplet target the layer is one chiplet's part of the op (the off-chip pass's
+``part_extents``); chiplets run the same mapping in lockstep and share the DRAM interface, so the
+HW file gives each chiplet ``1/chiplets`` of the off-chip bandwidth.
+
 Op dims that one MDC layer cannot hold (``MdcForm.repeat_dims``: GEMM batches, attention heads)
 make the file a Network of identical layers, one per repeat.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+
+from targets import Target
 
 from .context import MdcForm
+from .frontend import resize
+from .mdc_commands import hw_from_target
 from .errors import ConformanceError
 from .ir import Op, Window
-from .mdc import AnyDirective, MdcFile, MdcLayer, Sz, cluster, make_layer, spatial, temporal
+from .mdc import AnyDirective, HwConfig, MdcFile, MdcLayer, Sz, cluster, make_layer, spatial, temporal
 
 # Declared MDC dims per layer type, in MAESTRO's usual order.
 LAYER_DIMS = {
@@ -60,6 +68,19 @@ class OnchipChoice:
         spread = " x ".join(f"{s.dim}:{s.units}x{s.tile}" for s in self.spatial)
         tile = ", ".join(f"{d}={t}" for d, t in self.l1_tile)
         return f"spatial {spread}; L1 tile {tile}; inner order {' > '.join(self.inner_order)}"
+
+
+def chiplet_op(op: Op, offchip) -> Op:
+    """The part of ``op`` one chiplet computes (``op`` itself on a single-chiplet target)."""
+    if not offchip.chiplet_split:
+        return op
+    return resize(op, {d: offchip.part_extents[d] for d in op.dim_names})
+
+
+def chiplet_hw(target: Target, element_bytes: int) -> HwConfig:
+    """MAESTRO's view of one chiplet: its PEs and buffers, and its share of the DRAM bandwidth."""
+    hw = hw_from_target(target, element_bytes)
+    return replace(hw, offchip_bw=max(1, int(target.offchip_bw) // target.num_chiplets))
 
 
 class MdcView:

@@ -80,7 +80,9 @@ def _tile_options(chunk: int) -> list[int]:
 
 
 def l1_footprint(view: MdcView, tile: dict[str, int]) -> int:
-    """Double-buffered per-PE footprint (elements) of all tensors for a per-PE tile."""
+    """Double-buffered per-PE footprint (elements) of all tensors for a per-PE tile (dims a layer
+    does not hold, the repeats, count 1)."""
+    tile = {d: tile.get(d, 1) for d in view.op.dim_names}
     total = 0
     for t in view.op.tensors:
         size = 1

@@ -16,8 +16,7 @@ from compiler.checker import check_file, is_clean
 from compiler.context import Context, Stage
 from compiler.costmodel import evaluate_file
 from compiler.mdc import parse_hw, parse_mdc, print_hw, print_mdc
-from compiler.mdc_commands import hw_from_target
-from compiler.mdc_lowering import MdcView, build_file
+from compiler.mdc_lowering import MdcView, build_file, chiplet_hw, chiplet_op
 
 
 @dataclass(frozen=True)
@@ -76,8 +75,8 @@ def bounds(ctx: Context) -> dict:
 def run(ctx: Context) -> Context:
     """Print, re-parse, check and evaluate the MDC files."""
     op, target = ctx.op, ctx.target
-    view = MdcView(op, ctx.mdc_form)
-    hw = hw_from_target(target, op.output.element_bytes)
+    view = MdcView(chiplet_op(op, ctx.offchip), ctx.mdc_form)
+    hw = chiplet_hw(target, op.output.element_bytes)
     mdc = build_file(view, dict(ctx.offchip.l2_tile), tuple(ctx.offchip.order), ctx.onchip.choice)
     mapping_text, hw_text = print_mdc(mdc), print_hw(hw)
     parsed, parsed_hw = parse_mdc(mapping_text, f"{op.name}.m"), parse_hw(hw_text, f"{target.name}.hw.m")
@@ -86,16 +85,20 @@ def run(ctx: Context) -> Context:
         raise RuntimeError("refusing to write a mapping the checker rejects: " + "; ".join(map(str, violations)))
     per_layer = evaluate_file(parsed, parsed_hw)
     runtime = sum(m.runtime_cycles for m in per_layer)
+    # The file holds one chiplet's part; the chiplets run it side by side on equal parts.
+    parts = math.prod(f for _, f in ctx.offchip.chiplet_split)
+    macs = parts * sum(m.macs for m in per_layer)
     metrics = {
         "runtime_cycles": runtime,
-        "energy_mac_units": round(sum(m.energy_mac_units for m in per_layer), 2),
+        "energy_mac_units": round(parts * sum(m.energy_mac_units for m in per_layer), 2),
         "l1_elements": max(m.l1_elements for m in per_layer),
         "l2_elements": max(m.l2_elements for m in per_layer),
         "dram_traffic_elements": ctx.offchip.report()["offchip"]["dram_traffic_elements"]["total"],
         "noc_bw_required": max(m.noc_bw_required for m in per_layer),
         "offchip_bw_required": max(m.offchip_bw_required for m in per_layer),
-        "utilization": round(sum(m.macs for m in per_layer) / (runtime * hw.num_pes), 6),
-        "macs": sum(m.macs for m in per_layer),
+        "utilization": round(macs / (runtime * hw.num_pes * target.num_chiplets * target.macs_per_pe), 6),
+        "macs": macs,
+        "chiplets_used": parts,
     }
     files = ((f"{op.name}.m", mapping_text), (f"{target.name}.hw.m", hw_text))
     out = MdcOutput(mapping_text, hw_text, metrics, bounds(ctx), len(per_layer))

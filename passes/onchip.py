@@ -24,8 +24,7 @@ import numpy as np
 from compiler.context import Context, Stage
 from compiler.costmodel import Metrics
 from compiler.errors import InfeasibleError
-from compiler.mdc_commands import hw_from_target
-from compiler.mdc_lowering import MdcView, OnchipChoice, build_layer
+from compiler.mdc_lowering import MdcView, OnchipChoice, build_layer, chiplet_hw, chiplet_op
 from compiler.costmodel import evaluate_layer
 from compiler.mdc_scoring import score_choices
 from compiler.onchip_space import inner_choices, spatial_structures
@@ -88,9 +87,9 @@ def rank(scores, objective: str) -> np.ndarray:
 def run(ctx: Context) -> Context:
     """Search the on-chip subspace for the off-chip plan in ``ctx.offchip``."""
     op, target = ctx.op, ctx.target
-    view = MdcView(op, ctx.mdc_form)
+    view = MdcView(chiplet_op(op, ctx.offchip), ctx.mdc_form)
     l2_tile, dram_order = dict(ctx.offchip.l2_tile), tuple(ctx.offchip.order)
-    hw = hw_from_target(target, op.output.element_bytes)
+    hw = chiplet_hw(target, op.output.element_bytes)
     structures = spatial_structures(view, l2_tile, target.num_pes, target.spatial_roles)
     if not structures:
         raise InfeasibleError(f"no dim of {op.name} may go across the PEs of {target.name} "
