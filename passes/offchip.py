@@ -153,14 +153,14 @@ def _tie_dims(model: om.TrafficModel) -> list[str]:
 
 def _check_capacity(model: om.TrafficModel, capacity: int, target_file: str) -> None:
     """Even one-element tiles must fit twice; else name the tensor that overflows and by how much."""
+    total = 2 * sum(t.element_bytes for t in model.tensors)
     need = 0
     for t in model.tensors:
         need += 2 * t.element_bytes
         if need > capacity:
             raise InfeasibleError(
                 f"no L2 tiling fits: tensor {t.name} cannot get even a 1-element tile; double-buffered "
-                f"unit tiles need {2 * sum(x.element_bytes for x in model.tensors)} B but L2 holds "
-                f"{capacity} B (short by {2 * sum(x.element_bytes for x in model.tensors) - capacity} B)",
+                f"unit tiles need {total} B but L2 holds {capacity} B (short by {total - capacity} B)",
                 file=target_file or None, place="l2_bytes")
 
 
