@@ -9,6 +9,8 @@ from fractions import Fraction
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from compiler import offchip_model as om
 from compiler.context import Context, Options, Stage
@@ -176,3 +178,16 @@ def test_time_limit_keeps_the_best_point_found_as_feasible():
     rushed, full = offchip.run(ctx).offchip, _run(op, chip).offchip
     assert (rushed.solver_status, full.solver_status) == ("FEASIBLE", "OPTIMAL")
     assert rushed.l2_bytes_used <= 600 and rushed.dram_traffic_elements >= full.dram_traffic_elements
+
+
+@settings(max_examples=30, deadline=None, derandomize=True)
+@given(k=st.integers(1, 5), c=st.integers(1, 4), p=st.integers(1, 7), r=st.integers(1, 3),
+       stride=st.integers(1, 3), dilation=st.integers(1, 2), cap_frac=st.floats(0.0, 1.0))
+def test_random_conv1d_matches_brute_force(k, c, p, r, stride, dilation, cap_frac):
+    op = _op("h", f"O[k,p] += I[c,{stride}*p+{dilation}*r] * W[k,c,r]", {"k": k, "c": c, "p": p, "r": r}, None)
+    model, extents = om.model_of(op), {d.name: d.extent for d in op.dims}
+    unit = 2 * sum(t.element_bytes for t in model.tensors)
+    whole = 2 * sum(t.element_bytes * om.footprint(t, extents) for t in model.tensors)
+    cap = unit + int(cap_frac * (whole - unit))
+    sched = _run(op, replace(load_target("edge"), l2_bytes=cap)).offchip
+    assert _objective(sched) == _brute(model, extents, cap)
