@@ -17,6 +17,7 @@ from targets import bundled_names, load_target
 
 from .context import Options
 from .errors import MapcError
+from .model_compile import is_model_file
 from .outputs import write_all
 from .pipeline import PASS_NAMES, describe, narrate, run_pipeline
 from .report import report_json
@@ -77,14 +78,36 @@ def main(debug: bool) -> None:
               help="Wall-time limit in seconds for each solver call.")
 @click.option("--emit", type=click.Choice(["loops"]), default=None,
               help="Also print the GEMM schedule as a readable loop nest (gemm backend).")
+@click.option("-j", "--jobs", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Model files: compile distinct layers in this many processes (same output for any N).")
+@click.option("--plot", is_flag=True, help="Model files: also write <model>.png (runtime vs roofline, utilisation).")
+@click.option("--no-timings", is_flag=True, help="Write 0 for wall times in reports (byte-identical reruns).")
 @handle_errors
 def compile(op: Path, target: str, out_dir: Path, objective: str, backend: str | None,
-            dump_after: tuple[str, ...], stop_after: str | None, time_limit: float, emit: str | None) -> None:
-    """Compile operator file OP for a target and write the mapping and <op>.report.json."""
+            dump_after: tuple[str, ...], stop_after: str | None, time_limit: float, emit: str | None,
+            jobs: int, plot: bool, no_timings: bool) -> None:
+    """Compile operator file OP for a target and write the mapping and <op>.report.json.
+
+    OP may also be a model file (a YAML file with a `layers` key, e.g. from `mapc import`): each
+    distinct layer shape is compiled once (-j N processes) and OUT gets, per distinct layer,
+    <layer>.report.json and the backend's files, plus model.report.json and model.report.csv
+    (per layer and totals weighted by repeat).  If any layer fails, every failure is printed
+    (one line each), nothing is written, and the exit code is 2.
+    """
     tgt = load_target(target)
+    if is_model_file(op):
+        for flag, given in (("--dump-after", dump_after), ("--stop-after", stop_after), ("--emit", emit)):
+            if given:
+                raise MapcError(f"{flag} applies to operator files, not to a model", file=str(op), place=flag)
+        _compile_model(op, tgt, Options(objective=objective, backend=backend, time_limit_s=time_limit),
+                       out_dir, jobs=jobs, plot=plot, timings=not no_timings)
+        return
+    if plot or jobs > 1:
+        raise MapcError(f"{'--plot' if plot else '-j'} applies to model files (a YAML file with 'layers')",
+                        file=str(op), place="--plot" if plot else "--jobs")
     ctx = run_pipeline(op, tgt, Options(objective=objective, backend=backend, time_limit_s=time_limit),
                        stop_after=stop_after, dump_after=dump_after, dump=stdout.print)
-    files = list(ctx.artifacts) + [(f"{ctx.op.name}.report.json", report_json(ctx))]
+    files = list(ctx.artifacts) + [(f"{ctx.op.name}.report.json", report_json(ctx, timings=not no_timings))]
     written = write_all(out_dir, files)
     table = Table(title=f"{ctx.op.name} on {tgt.name}", show_header=True)
     table.add_column("pass")
@@ -104,6 +127,33 @@ def compile(op: Path, target: str, out_dir: Path, objective: str, backend: str |
         stdout.print(schedule.loop_nest(), end="")
     for path in written:
         stdout.print(f"wrote {path}")
+
+
+def _compile_model(path: Path, tgt, options: Options, out_dir: Path, *, jobs: int, plot: bool,
+                   timings: bool) -> None:
+    """The model branch of `mapc compile`: all layers or nothing."""
+    from .model_compile import Progress, compile_model, table, write_outputs
+
+    with Progress(f"compiling {path.name}") as progress:
+        result = compile_model(path, tgt, options, jobs=jobs, timings=timings, progress=progress)
+    Console(highlight=False, markup=False, width=max(stdout.width, 140)).print(table(result))
+    failures = result.failures
+    if failures:
+        for r in failures:
+            click.echo(f"mapc: error: layer {r.name}: {r.error}", err=True)
+        n = len(result.layers)
+        err = MapcError(f"{len(failures)} of {n} distinct layers failed; nothing written", file=str(path))
+        if any(r.internal for r in failures):
+            raise RuntimeError(str(err))
+        raise err
+    png = None
+    if plot:
+        from .plots import model_png
+        png = (f"{result.model.name}.png", model_png(result.report()))
+    written = write_outputs(out_dir, result.files(), png)
+    stdout.print(f"wrote {len(written)} files to {out_dir}: model.report.json, model.report.csv"
+                 + (f", {png[0]}" if png else "") + f" and per-layer files; {result.wall_seconds:.1f} s "
+                 f"with {jobs} job(s)")
 
 
 @main.command()

@@ -1,0 +1,332 @@
+"""Whole-network compilation: every distinct layer of a model file, in parallel, plus a model report.
+
+A model (:mod:`compiler.model`) often repeats a layer shape (ResNet-50's 54 convolutions have 20
+distinct shapes), so the layers are deduplicated with :func:`~compiler.model.unique_layers` and
+each distinct operator is compiled once, in ``jobs`` worker processes.  Workers receive the parsed
+operator and the loaded target (both pickle) and send back plain data: the files the compilation
+would write and its report dict.  Results are gathered in layer order, so the output does not
+depend on ``jobs`` or on which worker finished first.
+
+Output files (all in one directory, written together by :func:`~compiler.outputs.write_all`):
+``<layer>.report.json`` and the backend's files per distinct layer, one shared HW file when all
+layers agree on it, and ``model.report.json`` / ``model.report.csv`` with one row per distinct
+layer and totals weighted by ``repeat``.  If any layer fails, nothing is written: the failures are
+listed (one line each) and the compilation raises.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import multiprocessing
+import os
+import tempfile
+import re
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Callable
+
+from .context import Options
+from .errors import MapcError
+from .outputs import write_all
+from .model import Model, ModelLayer, load_model, unique_layers
+from .pipeline import run_pipeline
+from .report import build_report
+from .yamlio import load_yaml_mapping, read_text
+
+MODEL_REPORT_VERSION = 1
+MODEL_REPORT = "model.report.json"
+MODEL_CSV = "model.report.csv"
+CSV_COLUMNS = ("name", "repeat", "macs", "runtime_cycles", "energy_mac_units", "utilization",
+               "dram_traffic_elements", "roofline_cycles", "bound", "runtime_over_roofline",
+               "compile_seconds")
+
+
+def is_model_file(path: Path) -> bool:
+    """True when ``path`` is a YAML mapping with a ``layers`` key (a model, not an operator)."""
+    try:
+        return "layers" in load_yaml_mapping(read_text(Path(path), "operator"), str(path))
+    except MapcError:  # let the operator path report the problem with its own message
+        return False
+
+
+@dataclass(frozen=True)
+class LayerJob:
+    """One distinct operator to compile (sent to a worker process)."""
+
+    index: int
+    layer: ModelLayer
+    target: Any
+    options: Options
+    timings: bool
+
+
+@dataclass(frozen=True)
+class LayerResult:
+    """What a worker sends back: the files and report of one layer, or its one-line error."""
+
+    index: int
+    name: str
+    files: tuple[tuple[str, str], ...]
+    report: dict | None
+    error: str | None
+    internal: bool = False
+    seconds: float = 0.0
+
+
+def compile_layer(job: LayerJob) -> LayerResult:
+    """Compile one layer; never raises (errors come back as text so the others still run)."""
+    layer = job.layer
+    start = time.perf_counter()
+    try:
+        ctx = run_pipeline(Path(layer.source), job.target, job.options, op=layer.op)
+        report = build_report(ctx)
+        if not job.timings:
+            for p in report["passes"]:
+                p["seconds"] = 0.0
+        files = tuple(ctx.artifacts) + ((f"{layer.op.name}.report.json",
+                                         json.dumps(report, indent=2) + "\n"),)
+        seconds = time.perf_counter() - start if job.timings else 0.0
+        return LayerResult(job.index, layer.name, files, report, None, seconds=seconds)
+    except MapcError as e:
+        return LayerResult(job.index, layer.name, (), None, str(e))
+    except Exception as e:  # an internal error in one layer: report it, keep the others going
+        return LayerResult(job.index, layer.name, (), None,
+                           f"internal error: {e.__class__.__name__}: {e}", internal=True)
+
+
+@dataclass(frozen=True)
+class ModelResult:
+    """The outcome of compiling a model: per distinct layer, in model order."""
+
+    model: Model
+    target_name: str
+    layers: tuple[ModelLayer, ...]          # the distinct layers (repeats summed)
+    merged: tuple[tuple[str, ...], ...]     # per distinct layer, every model layer it stands for
+    results: tuple[LayerResult, ...]
+    wall_seconds: float
+
+    @property
+    def failures(self) -> tuple[LayerResult, ...]:
+        return tuple(r for r in self.results if r.error is not None)
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One row per distinct layer (failed layers have ``error`` and no metrics)."""
+        out = []
+        for layer, merged, r in zip(self.layers, self.merged, self.results):
+            row: dict[str, Any] = {"name": layer.name, "repeat": layer.repeat, "merged": list(merged),
+                                   "source": layer.source, "macs": layer.op.macs}
+            if r.report is None:
+                row["error"] = r.error
+            else:
+                m, b = r.report.get("metrics", {}), r.report.get("bounds", {})
+                roof = b.get("roofline_cycles")
+                row.update({
+                    "runtime_cycles": m.get("runtime_cycles"),
+                    "energy_mac_units": m.get("energy_mac_units"),
+                    "utilization": m.get("utilization"),
+                    "dram_traffic_elements": m.get("dram_traffic_elements"),
+                    "roofline_cycles": roof,
+                    "bound": ("compute" if b.get("compute_cycles", 0) >= b.get("dram_cycles", 0) else "dram")
+                    if roof else None,
+                    "runtime_over_roofline": round(m["runtime_cycles"] / roof, 4)
+                    if roof and m.get("runtime_cycles") is not None else None,
+                    "compile_seconds": round(r.seconds, 4),
+                    "report": f"{layer.op.name}.report.json"})
+            out.append(row)
+        return out
+
+    def totals(self) -> dict[str, Any]:
+        """Sums over the compiled layers, each weighted by its repeat (compile time: once each).
+
+        ``ops`` counts every operator execution of the model, failed layers included."""
+        rows = [r for r in self.rows() if "error" not in r]
+
+        def total(key: str) -> float:
+            return sum(r[key] * r["repeat"] for r in rows if r.get(key) is not None)
+        runtime = total("runtime_cycles")
+        busy = sum(r["utilization"] * r["runtime_cycles"] * r["repeat"] for r in rows
+                   if r.get("utilization") is not None)
+        roof = total("roofline_cycles")
+        return {"layers": len(self.model.layers), "distinct_layers": len(self.layers),
+                "compiled": len(rows), "failed": len(self.failures), "ops": self.model.num_ops,
+                "macs": int(total("macs")), "runtime_cycles": int(runtime),
+                "energy_mac_units": round(total("energy_mac_units"), 2),
+                "utilization": round(busy / runtime, 6) if runtime else None,
+                "dram_traffic_elements": int(total("dram_traffic_elements")),
+                "roofline_cycles": int(roof),
+                "runtime_over_roofline": round(runtime / roof, 4) if roof else None,
+                "compile_seconds": round(sum(r["compile_seconds"] for r in rows), 4)}
+
+    def report(self) -> dict[str, Any]:
+        """``model.report.json`` as a dict."""
+        return {"report_version": MODEL_REPORT_VERSION, "model": self.model.name, "target": self.target_name,
+                "layers": self.rows(), "totals": self.totals()}
+
+    def csv_text(self) -> str:
+        """``model.report.csv``: one row per distinct layer, then a ``TOTAL`` row."""
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, extrasaction="ignore", lineterminator="\n")
+        writer.writeheader()
+        for row in self.rows():
+            writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in CSV_COLUMNS}
+                            | ({"bound": "FAILED"} if "error" in row else {}))
+        t = self.totals()
+        writer.writerow({k: ("" if t.get(k) is None else t.get(k)) for k in CSV_COLUMNS}
+                        | {"name": "TOTAL", "repeat": t["ops"], "bound": ""})
+        return buf.getvalue()
+
+    def files(self) -> list[tuple[str, str]]:
+        """Every output file: per-layer files, shared ones once, then the two model reports."""
+        out: dict[str, str] = {}
+        for r in self.results:
+            for name, text in r.files:
+                if name in out and out[name] != text:  # e.g. HW files of layers with other dtypes
+                    name = f"{r.name}.{name}"
+                out[name] = text
+        out[MODEL_REPORT] = json.dumps(self.report(), indent=2) + "\n"
+        out[MODEL_CSV] = self.csv_text()
+        return list(out.items())
+
+
+def _file_name(name: str) -> str:
+    """A layer name usable as a file-name stem (ONNX names can hold '/' or ':')."""
+    return re.sub(r"[^A-Za-z0-9_.\-]", "_", name).strip(".") or "layer"
+
+
+def distinct_layers(model: Model) -> tuple[tuple[ModelLayer, ...], tuple[tuple[str, ...], ...]]:
+    """The distinct layers, renamed to safe unique file names, and the model layers each covers."""
+    layers = unique_layers(model)
+    merged: list[list[str]] = [[] for _ in layers]
+    for layer in model.layers:
+        i = next(i for i, u in enumerate(layers)
+                 if len(unique_layers(Model("pair", (u, layer)))) == 1)
+        merged[i].append(layer.name)
+    renamed, used = [], {"model"}  # model.report.json is the model's
+    for layer in layers:
+        base = stem = _file_name(layer.name)
+        n = 2
+        while stem.lower() in used:
+            stem, n = f"{base}_{n}", n + 1
+        used.add(stem.lower())
+        renamed.append(replace(layer, op=replace(layer.op, name=stem)))
+    return tuple(renamed), tuple(tuple(m) for m in merged)
+
+
+def _pool(jobs: int) -> ProcessPoolExecutor:
+    # fork shares the already-imported islpy/ortools with the workers (no re-import per worker)
+    method = "fork" if "fork" in multiprocessing.get_all_start_methods() and sys.platform != "darwin" else None
+    return ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context(method))
+
+
+def compile_model(path: Path, target, options: Options = Options(), *, jobs: int = 1, timings: bool = True,
+                  progress: Callable[[int, int, str], None] | None = None) -> ModelResult:
+    """Compile every distinct layer of model file ``path`` for ``target`` (``jobs`` processes).
+
+    ``progress(done, total, layer_name)`` is called as layers finish.  Layer failures are in the
+    result (:attr:`ModelResult.failures`); only a malformed model file raises here."""
+    start = time.perf_counter()
+    model = load_model(path)
+    layers, merged = distinct_layers(model)
+    job_list = [LayerJob(i, layer, target, options, timings) for i, layer in enumerate(layers)]
+    results: list[LayerResult | None] = [None] * len(job_list)
+    done = 0
+    if jobs <= 1 or len(job_list) <= 1:
+        for job in job_list:
+            results[job.index] = compile_layer(job)
+            done += 1
+            if progress:
+                progress(done, len(job_list), job.layer.name)
+    else:
+        with _pool(min(jobs, len(job_list))) as pool:
+            futures = [pool.submit(compile_layer, job) for job in job_list]
+            for fut in as_completed(futures):
+                r = fut.result()
+                results[r.index] = r
+                done += 1
+                if progress:
+                    progress(done, len(job_list), r.name)
+    wall = time.perf_counter() - start
+    return ModelResult(model, target.name, layers, merged, tuple(results), wall if timings else 0.0)
+
+
+def table(result: ModelResult):
+    """A rich table of the per-layer results and the weighted totals (for stdout)."""
+    from rich.table import Table
+
+    t = Table(title=f"{result.model.name} on {result.target_name}: {len(result.layers)} distinct of "
+                    f"{len(result.model.layers)} layers ({result.model.num_ops} ops)", show_header=True)
+    for col, right in (("layer", False), ("x", True), ("runtime cyc", True), ("energy MAC-u", True),
+                       ("util", True), ("DRAM el", True), ("roofline cyc", True), ("/roof", True),
+                       ("compile s", True)):
+        t.add_column(col, justify="right" if right else "left")
+
+    def fmt(row: dict) -> list[str]:
+        if "error" in row:
+            return [row["name"], str(row["repeat"]), "FAILED", "", "", "", "", "", ""]
+        return [row["name"], str(row["repeat"]), f"{row['runtime_cycles']:,}", f"{row['energy_mac_units']:.3g}",
+                f"{row['utilization']:.3f}", f"{row['dram_traffic_elements']:,}", f"{row['roofline_cycles']:,}",
+                f"{row['runtime_over_roofline']:.2f}", f"{row['compile_seconds']:.2f}"]
+    for row in result.rows():
+        t.add_row(*fmt(row))
+    tot = result.totals()
+    t.add_row("total (x repeat)", str(tot["ops"]), f"{tot['runtime_cycles']:,}", f"{tot['energy_mac_units']:.3g}",
+              f"{tot['utilization']:.3f}" if tot["utilization"] is not None else "-",
+              f"{tot['dram_traffic_elements']:,}", f"{tot['roofline_cycles']:,}",
+              f"{tot['runtime_over_roofline']:.2f}" if tot["runtime_over_roofline"] else "-",
+              f"{tot['compile_seconds']:.2f}", style="bold")
+    return t
+
+
+class Progress:
+    """A progress bar on stderr, shown only when stderr is a terminal; use as a context manager
+    and pass the instance as ``progress=`` to :func:`compile_model`."""
+
+    def __init__(self, description: str):
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+        from rich.progress import Progress as RichProgress
+
+        self._bar = RichProgress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TimeElapsedColumn(), TextColumn("{task.fields[last]}"),
+                                 console=Console(stderr=True), disable=not sys.stderr.isatty(), transient=True)
+        self._description = description
+        self._task = None
+
+    def __enter__(self) -> "Progress":
+        self._bar.__enter__()
+        self._task = self._bar.add_task(self._description, total=None, last="")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._bar.__exit__(*exc)
+
+    def __call__(self, done: int, total: int, name: str) -> None:
+        self._bar.update(self._task, completed=done, total=total, last=name)
+
+
+def write_outputs(out_dir: Path, files: list[tuple[str, str]], png: tuple[str, bytes] | None = None) -> list[Path]:
+    """Write the text files with :func:`write_all` and the optional PNG with them: the PNG is
+    staged in a temp file first and renamed only after every text file is in place."""
+    if png is None:
+        return write_all(out_dir, files)
+    out_dir = Path(out_dir)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{png[0]}.", dir=out_dir)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(png[1])
+    except OSError as e:
+        raise MapcError(f"cannot write outputs ({e.strerror})", file=str(out_dir)) from None
+    try:
+        written = write_all(out_dir, files)
+        os.replace(tmp, out_dir / png[0])
+    except (MapcError, OSError) as e:
+        Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, MapcError):
+            raise
+        raise MapcError(f"cannot write outputs ({e.strerror})", file=str(out_dir)) from None
+    return written + [out_dir / png[0]]

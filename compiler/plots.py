@@ -1,0 +1,58 @@
+"""``mapc compile MODEL --plot``: one PNG per model with per-layer runtime against the roofline bound
+and the PE utilisation.
+
+matplotlib is imported only here, inside :func:`model_png`, with the Agg backend (no display), so
+the compiler neither needs nor pays for it unless ``--plot`` is given.
+"""
+from __future__ import annotations
+
+import io
+
+from .errors import MapcError
+
+
+def model_png(report: dict) -> bytes:
+    """Render a ``model.report.json`` dict as PNG bytes (failed layers are left out)."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise MapcError("--plot needs matplotlib (pip install 'mapc[plot]')", place="--plot") from None
+    rows = [r for r in report["layers"] if "error" not in r]
+    if not rows:
+        raise MapcError("--plot: no layer compiled, nothing to plot", place="--plot")
+    names = [f"{r['name']} x{r['repeat']}" if r["repeat"] > 1 else r["name"] for r in rows]
+    x = range(len(rows))
+    width = max(8.0, 0.32 * len(rows) + 2.5)
+    fig, (ax_rt, ax_ut) = plt.subplots(2, 1, figsize=(width, 8.0), sharex=True,
+                                       gridspec_kw={"height_ratios": [3, 2]})
+    runtime = [r["runtime_cycles"] for r in rows]
+    roof = [r["roofline_cycles"] for r in rows]
+    ax_rt.bar(x, runtime, width=0.7, color="#4c72b0", label="runtime (one execution)")
+    ax_rt.scatter(x, roof, marker="_", s=220, linewidths=2.5, color="#c44e52", zorder=3,
+                  label="roofline bound (max of compute, DRAM)")
+    ax_rt.set_yscale("log")
+    ax_rt.set_ylabel("cycles (log scale)")
+    tot = report["totals"]
+    ax_rt.set_title(f"{report['model']} on {report['target']}: runtime per layer vs roofline bound\n"
+                    f"total {tot['runtime_cycles']:,} cycles = {tot['runtime_over_roofline'] or 0:.2f}x "
+                    f"the roofline ({tot['compiled']} of {tot['distinct_layers']} distinct layers compiled)",
+                    fontsize=11)
+    ax_rt.legend(loc="upper right", fontsize=9)
+    ax_rt.grid(axis="y", which="major", alpha=0.3)
+    util = [r["utilization"] for r in rows]
+    ax_ut.bar(x, util, width=0.7, color="#55a868")
+    ax_ut.axhline(1.0, color="grey", linewidth=0.8, linestyle="--")
+    ax_ut.set_ylim(0, max(1.05, max(util) * 1.05))
+    ax_ut.set_ylabel("PE utilisation")
+    ax_ut.set_title("utilisation per layer (MACs / (runtime x PEs))", fontsize=11)
+    ax_ut.grid(axis="y", alpha=0.3)
+    ax_ut.set_xticks(list(x))
+    ax_ut.set_xticklabels(names, rotation=60, ha="right", fontsize=8)
+    ax_ut.set_xlabel("layer (distinct shapes; xN = repeated N times)")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, metadata={"Software": None})
+    plt.close(fig)
+    return buf.getvalue()
