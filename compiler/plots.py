@@ -29,13 +29,18 @@ def model_png(report: dict) -> bytes:
                                        gridspec_kw={"height_ratios": [3, 2]})
     runtime = [r["runtime_cycles"] for r in rows]
     roof = [r["roofline_cycles"] for r in rows]
-    ax_rt.bar(x, runtime, width=0.7, color="#4c72b0", label="runtime (one execution)")
-    ax_rt.scatter(x, roof, marker="_", s=220, linewidths=2.5, color="#c44e52", zorder=3,
-                  label="roofline bound (max of compute, DRAM)")
-    ax_rt.set_yscale("log")
-    ax_rt.set_ylabel("cycles (log scale)")
+    xs = list(x)
+    ax_rt.bar([i - 0.2 for i in xs], runtime, width=0.4, color="#4c72b0", label="runtime (one execution)")
+    ax_rt.bar([i + 0.2 for i in xs], roof, width=0.4, color="#dd8452",
+              label="roofline bound = max(compute, DRAM) cycles")
+    for i, (rt, rf) in enumerate(zip(runtime, roof)):
+        ax_rt.annotate(f"{rt / rf:.2f}x", (i, max(rt, rf)), xytext=(0, 3), textcoords="offset points",
+                       ha="center", va="bottom", fontsize=7, rotation=90 if len(rows) > 12 else 0)
+    ax_rt.set_ylabel("cycles per execution")
+    ax_rt.set_ylim(0, max(max(runtime), max(roof)) * 1.25)
+    ax_rt.ticklabel_format(axis="y", style="sci", scilimits=(0, 4))
     tot = report["totals"]
-    ax_rt.set_title(f"{report['model']} on {report['target']}: runtime per layer vs roofline bound\n"
+    ax_rt.set_title(f"{report['model']} on {report['target']}: runtime per layer vs roofline bound (label: runtime / bound)\n"
                     f"total {tot['runtime_cycles']:,} cycles = {tot['runtime_over_roofline'] or 0:.2f}x "
                     f"the roofline ({tot['compiled']} of {tot['distinct_layers']} distinct layers compiled)",
                     fontsize=11)
