@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import sys
+from collections import Counter
 from pathlib import Path
 
 import click
@@ -17,6 +18,7 @@ from targets import bundled_names, load_target
 
 from .context import Options
 from .errors import MapcError
+from .frontend import DTYPE_BYTES
 from .model_compile import is_model_file
 from .outputs import write_all
 from .pipeline import PASS_NAMES, describe, narrate, run_pipeline
@@ -177,6 +179,31 @@ def explain(op: Path, target: str, objective: str, backend: str | None, time_lim
     ctx = run_pipeline(op, load_target(target), Options(objective=objective, backend=backend,
                                                          time_limit_s=time_limit))
     stdout.print(narrate(ctx), end="")
+
+
+@main.command("import")
+@click.argument("onnx_file", type=click.Path(path_type=Path))
+@click.option("-o", "--out", "out_file", type=click.Path(path_type=Path), required=True,
+              help="The model file to write (YAML; compile it with `mapc compile`).")
+@click.option("--dtype", type=click.Choice(sorted(DTYPE_BYTES)), default=None,
+              help="Element type of every layer (default: the type of each node's input in the graph).")
+@click.option("--name", default=None, help="Model name (default: the graph's name or the file name).")
+@handle_errors
+def import_cmd(onnx_file: Path, out_file: Path, dtype: str | None, name: str | None) -> None:
+    """Import ONNX_FILE as a model file: one layer per Conv, Gemm and MatMul node.
+
+    Shapes come from ONNX shape inference (symbolic input dims are set to 1).  Other nodes are
+    skipped and summarised in one line on stderr; that is not an error."""
+    from .onnx_import import import_onnx
+
+    result = import_onnx(onnx_file, dtype=dtype, name=name)
+    written = write_all(out_file.parent, [(out_file.name, result.yaml_text())])
+    note = result.skipped_line()
+    if note:
+        click.echo(f"mapc: import: {note}", err=True)
+    kinds = Counter(layer.get("kind", "statement") for layer in result.layers)
+    stdout.print(f"{result.name}: {len(result.layers)} layers ("
+                 + ", ".join(f"{k} x{n}" for k, n in kinds.most_common()) + f"); wrote {written[0]}")
 
 
 @main.command()
