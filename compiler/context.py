@@ -58,6 +58,26 @@ class MdcForm:
 
 
 @dataclass(frozen=True)
+class OffchipHints:
+    """What a backend asks of the off-chip search (set by a backend pass that runs before it).
+
+    ``tile_caps``: the L2 tiles the backend can express, per restricted dim.  ``slack``/``step_model``: the
+    backend's simulator refetches each L2 tile per step, so among tilings within ``1 + slack`` of
+    the optimal DRAM traffic the one with the fewest estimated cycles is taken."""
+
+    tile_caps: tuple[tuple[str, tuple[int, ...]], ...] = ()
+    slack: float = 0.0
+    macs_per_cycle: int = 0           # 0: no step model (pure traffic minimisation)
+    dram_bw: float = 0.0
+    noc_bw: float = 0.0
+    why: str = ""
+
+    def pretty(self) -> str:
+        caps = ", ".join(f"{d} in {{{', '.join(map(str, v))}}}" for d, v in self.tile_caps) or "none"
+        return f"off-chip hints: tile choices {caps}; {self.why}"
+
+
+@dataclass(frozen=True)
 class PassRecord:
     """What one pass reported: wall time, the size of the space it searched, solver status."""
 
@@ -72,6 +92,7 @@ class Options:
     """User choices that passes read (keyword-only in the CLI)."""
 
     objective: str = "latency"
+    offchip_slack: float = 0.25         # MDC: DRAM traffic allowed above the optimum for speed
     backend: str | None = None          # None: the target's first backend
     time_limit_s: float = 10.0
 
@@ -87,6 +108,7 @@ class Context:
     op: Op | None = None
     source_op: Op | None = None          # the op as written, when a lowering replaced ctx.op
     mdc_form: MdcForm | None = None
+    offchip_hints: OffchipHints | None = None
     offchip: Any = None
     onchip: Any = None
     lowered: Any = None

@@ -63,6 +63,7 @@ class OnchipChoice:
     spatial: tuple[SpatialLevel, ...]
     l1_tile: tuple[tuple[str, int], ...]
     inner_order: tuple[str, ...]
+    merged: bool = False              # the first spatial level shares level 0 (strided layers)
 
     def describe(self) -> str:
         spread = " x ".join(f"{s.dim}:{s.units}x{s.tile}" for s in self.spatial)
@@ -97,13 +98,21 @@ class MdcView:
             if out_dim is None:
                 continue
             w = next((w for w in inp.windows if w.out_dim == out_dim), None)
-            if w is not None and w.dilation != 1 and w.filter_dim and op.extent(w.filter_dim) > 1:
+            taps = op.extent(w.filter_dim) if w is not None and w.filter_dim else 1
+            if w is not None and w.dilation != 1 and taps > 1:
                 raise ConformanceError(f"dilation {w.dilation} on {out_dim} has no MDC form (MDC has "
                                        "strides but no dilation); use a GEMM backend", place="statement")
-            self.windows[mdc_dim] = w
+            if w is not None and taps > 1:
+                self.windows[mdc_dim] = w
+            # A one-tap strided window reads every stride-th row: in MDC that is a plain dim over
+            # the rows it reads (exact MACs; the DMA gathers them).
         self.dims = tuple(d for d in op.dim_names if d not in form.repeat_dims)
         self.repeats = math.prod(op.extent(d) for d in form.repeat_dims)
         self.layer_macs = op.macs // self.repeats
+
+    def strided_windows(self) -> tuple[str, ...]:
+        """MDC dims (``Y``, ``X``) of sliding windows with a stride above 1."""
+        return tuple(m for m, w in self.windows.items() if w.stride > 1)
 
     def mdc_dim(self, op_dim: str) -> str:
         return self.form.mdc_dim(op_dim)
@@ -161,47 +170,61 @@ class MdcView:
 @dataclass(frozen=True)
 class Slot:
     """One directive position of the emitted dataflow: a map (``T``/``S``) of an op dim, or a
-    ``C``luster; ``level`` is the cluster level it belongs to."""
+    ``C``luster; ``level`` is the cluster level it belongs to and ``spatial`` the index of the
+    :class:`SpatialLevel` whose tile (``S``) or unit count (``C``) it holds."""
 
     kind: str
     dim: str
     level: int
+    spatial: int = -1
 
 
 def layer_slots(view: MdcView, dram_order: tuple[str, ...], spatial_dims: tuple[str, ...],
-                inner_order: tuple[str, ...]) -> tuple[Slot, ...]:
-    """The directive sequence shared by every candidate with these spatial dims and inner order."""
+                inner_order: tuple[str, ...], merged: bool = False) -> tuple[Slot, ...]:
+    """The directive sequence shared by every candidate with these spatial dims and inner order.
+
+    Normally level 0 is one unit walking the L2 tiles and each spatial dim gets a level of its
+    own.  ``merged`` (strided layers) puts the first spatial dim on level 0 itself, one output row
+    per unit, which is the only Y tile MAESTRO counts right under a stride."""
     dims = [d for d in dram_order if d in view.dims]
-    # Level 0: one unit walking L2 tiles; its SpatialMap goes on the innermost non-filter dim.
-    anchor = next(d for d in reversed(dims) if view.mdc_dim(d) not in ("R", "S"))
-    out = [Slot("S" if d == anchor else "T", d, 0) for d in dims]
-    for i, sdim in enumerate(spatial_dims, start=1):
-        order = inner_order if i == len(spatial_dims) else dims
-        out += [Slot("C", "", i), Slot("S", sdim, i)] + [Slot("T", d, i) for d in order if d != sdim]
+    if merged:
+        out = [Slot("T", d, 0) for d in dims if d != spatial_dims[0]] + [Slot("S", spatial_dims[0], 0, 0)]
+        levels = [(1, 1, spatial_dims[1])]
+    else:
+        # Level 0: one unit walking L2 tiles; its SpatialMap goes on the innermost non-filter dim.
+        anchor = next(d for d in reversed(dims) if view.mdc_dim(d) not in ("R", "S"))
+        out = [Slot("S" if d == anchor else "T", d, 0) for d in dims]
+        levels = [(i + 1, i, d) for i, d in enumerate(spatial_dims)]
+    for level, sp, sdim in levels:
+        order = inner_order if level == levels[-1][0] else dims
+        out += [Slot("C", "", level, sp), Slot("S", sdim, level, sp)]
+        out += [Slot("T", d, level) for d in order if d != sdim]
     return tuple(out)
 
 
 def slot_tiles(slots: tuple[Slot, ...], l2_tile: dict[str, int], choice: OnchipChoice) -> list[int]:
     """The tile (or, for a Cluster, the unit count) each slot holds for one choice."""
+    innermost = slots[-1].level
     chunk = [dict(l2_tile)]
-    for level in choice.spatial:
+    for level in choice.spatial[:innermost - 1]:
         chunk.append({**chunk[-1], level.dim: level.tile})
-    chunk[-1] = dict(choice.l1_tile)
+    chunk.append(dict(choice.l1_tile))
     out = []
     for s in slots:
         if s.kind == "C":
-            out.append(choice.spatial[s.level - 1].units)
-        elif s.kind == "S" and s.level > 0:
-            out.append(choice.spatial[s.level - 1].tile)
+            out.append(choice.spatial[s.spatial].units)
+        elif s.spatial >= 0:
+            out.append(choice.spatial[s.spatial].tile)
         else:
-            out.append(chunk[s.level][s.dim])
+            out.append(chunk[innermost if s.level == innermost else s.level][s.dim])
     return out
 
 
 def build_layer(view: MdcView, l2_tile: dict[str, int], dram_order: tuple[str, ...], choice: OnchipChoice,
                 name: str) -> MdcLayer:
     """One MDC layer for the off-chip tiles ``l2_tile`` in ``dram_order`` and an on-chip choice."""
-    slots = layer_slots(view, dram_order, tuple(s.dim for s in choice.spatial), choice.inner_order)
+    slots = layer_slots(view, dram_order, tuple(s.dim for s in choice.spatial), choice.inner_order,
+                        choice.merged)
     out: list[AnyDirective] = [cluster(t) if s.kind == "C" else view.directive(s.dim, t, s.kind == "S")
                                for s, t in zip(slots, slot_tiles(slots, l2_tile, choice))]
     return make_layer(name, view.form.layer_type, view.declared(), out, view.stride_block())

@@ -25,24 +25,25 @@ class Scores:
     scored: int
     runtime: np.ndarray
     energy: np.ndarray
-    fits: np.ndarray
+    fits: np.ndarray        # valid, exact MACs, within L1 and L2
+    bw_ok: np.ndarray       # within NoC and off-chip bandwidth (MAESTRO only warns; stalls are in runtime)
 
 
 def score_choices(view: MdcView, l2_tile: dict[str, int], dram_order: tuple[str, ...],
                   choices: list[OnchipChoice], hw: HwConfig, *, deadline: float | None = None,
                   batch: int = 8192) -> Scores:
-    """Score every choice; ``fits`` is True where the mapping is valid, counts exactly the layer's
-    MACs and is within L1, L2, NoC and off-chip bandwidth."""
+    """Score every choice (see :class:`Scores` for what ``fits`` and ``bw_ok`` mean)."""
     n = len(choices)
     runtime = np.full(n, np.iinfo(np.int64).max, np.int64)
     energy = np.full(n, np.inf)
     fits = np.zeros(n, bool)
+    bw_ok = np.zeros(n, bool)
     groups: dict[tuple, list[int]] = {}
     for i, c in enumerate(choices):
-        groups.setdefault((tuple(s.dim for s in c.spatial), c.inner_order), []).append(i)
+        groups.setdefault((tuple(s.dim for s in c.spatial), c.inner_order, c.merged), []).append(i)
     scored = 0
-    for (spatial_dims, inner_order), members in groups.items():
-        slots = layer_slots(view, dram_order, spatial_dims, inner_order)
+    for (spatial_dims, inner_order, merged), members in groups.items():
+        slots = layer_slots(view, dram_order, spatial_dims, inner_order, merged)
         template = template_from_layer(build_layer(view, l2_tile, dram_order, choices[members[0]], "t"))[0]
         tiles = np.array([slot_tiles(slots, l2_tile, choices[i]) for i in members], np.int64)
         maps = [j for j, s in enumerate(slots) if s.kind != "C"]
@@ -52,14 +53,14 @@ def score_choices(view: MdcView, l2_tile: dict[str, int], dram_order: tuple[str,
         clusters = tiles[:, [j for j, s in enumerate(slots) if s.kind == "C"]]
         for start in range(0, len(members), batch):
             if deadline is not None and time.perf_counter() > deadline:
-                return Scores(scored, runtime, energy, fits)
+                return Scores(scored, runtime, energy, fits, bw_ok)
             part = slice(start, start + batch)
             idx = np.array(members[part])
             m = evaluate_batch(template, sizes[part], offsets[part], clusters[part], hw)
             runtime[idx] = m.runtime_cycles
             energy[idx] = m.energy_mac_units
             fits[idx] = (m.valid & (m.macs == view.layer_macs) & (m.l1_elements <= hw.l1_size)
-                         & (m.l2_elements <= hw.l2_size) & (m.noc_bw_required <= hw.noc_bw)
-                         & (m.offchip_bw_required <= hw.offchip_bw))
+                         & (m.l2_elements <= hw.l2_size))
+            bw_ok[idx] = (m.noc_bw_required <= hw.noc_bw) & (m.offchip_bw_required <= hw.offchip_bw)
             scored += len(idx)
-    return Scores(scored, runtime, energy, fits)
+    return Scores(scored, runtime, energy, fits, bw_ok)

@@ -217,14 +217,45 @@ class Best:
     evaluated: int
 
 
+@dataclass(frozen=True)
+class StepModel:
+    """A backend's view of one DRAM-level step, for choosing among near-optimal tilings.
+
+    A simulator that refetches the whole L2 tile every step (MAESTRO does) runs a step in about
+    ``max(tile MACs / macs_per_cycle, (input+weight footprint) / dram_bw, output footprint /
+    dram_bw, (input+weight footprint) / noc_bw)`` cycles.  Among tilings whose objective is at most
+    ``limit`` the one with the fewest estimated cycles wins (then the objective, then the usual
+    ties)."""
+
+    macs_per_cycle: int
+    dram_bw: float
+    noc_bw: float
+    limit: int
+
+    def cycles(self, model: TrafficModel, t: Mapping, iters) -> np.ndarray:
+        macs = math.prod((t[d] for d in model.dims), start=np.ones_like(iters))
+        reads = sum((footprint(tm, t) for tm in model.tensors if not tm.write), start=0 * iters)
+        writes = sum((footprint(tm, t) for tm in model.tensors if tm.write), start=0 * iters)
+        step = np.maximum.reduce([macs / self.macs_per_cycle, reads / self.dram_bw,
+                                  writes / self.dram_bw, reads / self.noc_bw])
+        return iters * step
+
+
 def search(model: TrafficModel, extents: Mapping[str, int], capacity_bytes: int, split: Split,
-           link_weight: tuple[int, int], tie_dims: Sequence[str]) -> Best | None:
+           link_weight: tuple[int, int], tie_dims: Sequence[str], *,
+           caps: Mapping[str, Sequence[int]] | None = None, step: StepModel | None = None) -> Best | None:
     """Minimise ``den*DRAM_bytes + num*link_bytes`` (``link_weight = (num, den)``) over tiles and
     order classes for one chiplet split; None if nothing fits.  Ties: fewer DRAM iterations, then
-    larger tiles of ``tie_dims`` in that order, then the earlier class."""
+    larger tiles of ``tie_dims`` in that order, then the earlier class.
+
+    ``caps`` restricts the tiles of some dims to given values (what a backend can express); with
+    ``step`` the key becomes (estimated cycles, objective, ...) among points within ``step.limit``
+    (the key's first entry is then the estimate, its second the objective)."""
     part = split.part_extents(extents)
     dims = list(model.dims)
     cand = {d: candidate_tiles(part[d]) for d in dims}
+    for d, allowed in (caps or {}).items():
+        cand[d] = cand[d][np.isin(cand[d], allowed)]
     mono = [d for d in monotone_dims(model) if cand[d].size > 1]
     free = max(mono, key=lambda d: (cand[d].size, -dims.index(d)), default=None)
     others = [d for d in dims if d != free]
@@ -288,12 +319,23 @@ def search(model: TrafficModel, extents: Mapping[str, int], capacity_bytes: int,
             if tm.write and chips > split.groups(tm):
                 obj = obj + num * (chips // split.groups(tm) - 1) * split.groups(tm) * tm.element_bytes * pv * visits
         obj = np.asarray(obj)
-        low = obj.min()
-        tied = np.flatnonzero(obj == low)
-        pick = tied[np.lexsort([c[tied] for c in tie_cols] + [iters[tied]])[0]] if tied.size > 1 else tied[0]
-        key = (int(low), int(iters[pick]), tuple(int(c[pick]) for c in reversed(tie_cols)), ci)
+        if step is None:
+            low = obj.min()
+            tied = np.flatnonzero(obj == low)
+            pick = tied[np.lexsort([c[tied] for c in tie_cols] + [iters[tied]])[0]] if tied.size > 1 else tied[0]
+            key = (int(low), int(iters[pick]), tuple(int(c[pick]) for c in reversed(tie_cols)), ci)
+        else:
+            near = np.flatnonzero(obj <= step.limit)
+            if near.size == 0:
+                continue
+            est = np.broadcast_to(step.cycles(model, t, iters), obj.shape)[near]
+            pick = near[np.lexsort([c[near] for c in tie_cols] + [iters[near], obj[near], est])[0]]
+            key = (float(est.min()), int(obj[pick]), int(iters[pick]),
+                   tuple(int(c[pick]) for c in reversed(tie_cols)), ci)
         if best is None or key < best[0]:
             best = (key, {d: int(t[d][pick]) for d in dims}, prefix)
+    if best is None:
+        return None
     return Best(*best, evaluated=int(keep.sum()) * len(classes))
 
 

@@ -27,6 +27,7 @@ class Structure:
 
     levels: tuple[SpatialLevel, ...]
     utilization: float
+    merged: bool = False        # the first level shares level 0 (see mdc_lowering.layer_slots)
 
 
 def divisors(n: int) -> list[int]:
@@ -56,6 +57,16 @@ def spatial_structures(view: MdcView, l2_tile: dict[str, int], num_pes: int,
 
     dims = [d for d in view.dims if spreadable(d)]
     out: list[Structure] = []
+    if "Y" in view.strided_windows():
+        # Strided rows: one output row per level-0 unit, the L2 tile of rows is the unit count.
+        a = view.form.op_dim("Y")
+        n1 = l2_tile[a]
+        n2 = num_pes // n1
+        for b in (d for d in dims if d != a):
+            for tb in sorted({math.ceil(l2_tile[b] / n2), 1}):
+                out.append(Structure((SpatialLevel(a, n1, 1), SpatialLevel(b, n2, tb)),
+                                     level_utilization(l2_tile[b], n2, tb), merged=True))
+        return out
     for a in dims:
         for tile in sorted({math.ceil(l2_tile[a] / num_pes), 1}):
             out.append(Structure((SpatialLevel(a, num_pes, tile),),
@@ -134,6 +145,6 @@ def inner_choices(view: MdcView, l2_tile: dict[str, int], structure: Structure, 
         if l1_footprint(view, tile) <= l1_elements:
             fits.append(tile)
     orders = inner_orders(view, inner)[:max_orders]
-    choices = [OnchipChoice(structure.levels, tuple((d, t[d]) for d in view.dims), order)
+    choices = [OnchipChoice(structure.levels, tuple((d, t[d]) for d in view.dims), order, structure.merged)
                for t in fits for order in orders]
     return choices, tried

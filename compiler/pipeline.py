@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
-from passes import conformance, frontend, gemm_lowering, gemm_schedule, mdc_emit, offchip, onchip
+from passes import conformance, frontend, gemm_lowering, gemm_schedule, mdc_emit, mdc_limits, offchip, onchip
 
 from .context import Context, Options, PassRecord, Stage
 from .errors import MapcError
@@ -41,6 +41,8 @@ PIPELINE: tuple[Pass, ...] = (
     Pass("conformance", conformance.run, Stage.PARSED, leaves="mdc_form"),
     # GEMM backend: lower to (batched) GEMM so that the off-chip pass tiles the GEMM itself
     Pass("gemm-lowering", gemm_lowering.run, Stage.CONFORMING, backend="gemm", leaves="lowered"),
+    # MDC backend: tile caps and MAESTRO's step model for the off-chip search
+    Pass("mdc-limits", mdc_limits.run, Stage.CONFORMING, backend="mdc", leaves="offchip_hints"),
     Pass("offchip", offchip.run, Stage.CONFORMING, leaves="offchip"),
     # MDC backend: spatial map, L1 tiles and inner order under MAESTRO's model, then the .m files
     Pass("onchip", onchip.run, Stage.OFFCHIP, backend="mdc", leaves="onchip"),

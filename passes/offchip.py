@@ -27,7 +27,7 @@ from dataclasses import dataclass, replace
 from fractions import Fraction
 
 from compiler import offchip_model as om
-from compiler.context import Context, Stage
+from compiler.context import Context, OffchipHints, Stage
 from compiler.errors import InfeasibleError
 
 
@@ -187,29 +187,46 @@ def run(ctx: Context) -> Context:
             * o.element_bytes * om.distinct_elements(o, part)
     ranked = sorted(enumerate(candidates), key=lambda ic: (bound(ic[1]), ic[0]))
     deadline = start + ctx.options.time_limit_s
-    best, best_split, status, evaluated = None, None, "OPTIMAL", 0
-    for i, s in ranked:
-        if best is not None and bound(s) > best.key[0]:
-            break                      # sorted by bound: no later split can win or tie
-        if best is not None and time.perf_counter() > deadline:
-            status = "FEASIBLE"
-            break
-        found = om.search(model, extents, capacity, s, link_weight, tie)
-        if found is None:
-            continue
-        evaluated += found.evaluated
-        if best is None or found.key + (i,) < best.key + (best_split[0],):
-            best, best_split = found, (i, s)
+    hints = ctx.offchip_hints or OffchipHints()
+    caps = dict(hints.tile_caps)
+
+    def solve(step: om.StepModel | None, limit: int | None):
+        """The best split and point; ``limit`` prunes splits whose bound exceeds it."""
+        best, best_split, status, evaluated = None, None, "OPTIMAL", 0
+        for i, s in ranked:
+            cut = limit if limit is not None else (best.key[0] if best is not None else None)
+            if cut is not None and bound(s) > cut:
+                break                      # sorted by bound: no later split can win or tie
+            if best is not None and time.perf_counter() > deadline:
+                status = "FEASIBLE"
+                break
+            found = om.search(model, extents, capacity, s, link_weight, tie, caps=caps, step=step)
+            if found is None:
+                continue
+            evaluated += found.evaluated
+            if best is None or found.key + (i,) < best.key + (best_split[0],):
+                best, best_split = found, (i, s)
+        return best, best_split, status, evaluated
+
+    best, best_split, status, evaluated = solve(None, None)
     if best is None:  # unit tiles fit (checked above), so this is a model bug, not user input
         raise RuntimeError("offchip search found no feasible point although unit tiles fit")
+    optimal = best.key[0]
+    if hints.macs_per_cycle:
+        step = om.StepModel(hints.macs_per_cycle, hints.dram_bw, hints.noc_bw,
+                            limit=int(optimal * (1 + hints.slack)))
+        best, best_split, status2, evaluated2 = solve(step, step.limit)
+        status = "FEASIBLE" if "FEASIBLE" in (status, status2) else status
+        evaluated += evaluated2
+    objective = best.key[1] if hints.macs_per_cycle else best.key[0]
     split = best_split[1]
     part = split.part_extents(extents)
     order = om.order_from(model, best.tiles, part, best.prefix)
     traffic, link = om.dram_traffic(model, extents, best.tiles, order, split)
     recomputed = weight.denominator * sum(t.element_bytes * traffic[t.name] for t in model.tensors) \
         + weight.numerator * model.output.element_bytes * link
-    if recomputed != best.key[0]:  # the search and the plain model must agree on the chosen point
-        raise RuntimeError(f"offchip: search objective {best.key[0]} != model {recomputed}")
+    if recomputed != objective:  # the search and the plain model must agree on the chosen point
+        raise RuntimeError(f"offchip: search objective {objective} != model {recomputed}")
     space = sum(math.prod(s.part_extents(extents).values()) for s in candidates) * math.factorial(len(extents))
     schedule = OffchipSchedule(
         op_name=ctx.op.name, extents=extents, l2_tile=dict(best.tiles),
