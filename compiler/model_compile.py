@@ -77,16 +77,22 @@ class LayerResult:
     seconds: float = 0.0
 
 
+def without_timings(report: Any) -> Any:
+    """``report`` with every ``seconds`` entry (at any depth) set to 0.0, for byte-identical reruns."""
+    if isinstance(report, dict):
+        return {k: 0.0 if k == "seconds" else without_timings(v) for k, v in report.items()}
+    if isinstance(report, list):
+        return [without_timings(v) for v in report]
+    return report
+
+
 def compile_layer(job: LayerJob) -> LayerResult:
     """Compile one layer; never raises (errors come back as text so the others still run)."""
     layer = job.layer
     start = time.perf_counter()
     try:
         ctx = run_pipeline(Path(layer.source), job.target, job.options, op=layer.op)
-        report = build_report(ctx)
-        if not job.timings:
-            for p in report["passes"]:
-                p["seconds"] = 0.0
+        report = build_report(ctx) if job.timings else without_timings(build_report(ctx))
         files = tuple(ctx.artifacts) + ((f"{layer.op.name}.report.json",
                                          json.dumps(report, indent=2) + "\n"),)
         seconds = time.perf_counter() - start if job.timings else 0.0
