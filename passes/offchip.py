@@ -151,16 +151,20 @@ def _tie_dims(model: om.TrafficModel) -> list[str]:
     return sorted(model.dims, key=lambda d: (rank(d), model.dims.index(d)))
 
 
-def _check_capacity(model: om.TrafficModel, capacity: int, target_file: str) -> None:
-    """Even one-element tiles must fit twice; else name the tensor that overflows and by how much."""
-    total = 2 * sum(t.element_bytes for t in model.tensors)
-    need = 0
-    for t in model.tensors:
-        need += 2 * t.element_bytes
+def _check_capacity(model: om.TrafficModel, capacity: int, target_file: str,
+                    caps: dict[str, tuple[int, ...]]) -> None:
+    """The smallest tiles (1, or the least a backend allows) must fit twice; else name the tensor
+    that overflows and by how much."""
+    least = {d: min(caps.get(d, (1,))) for d in model.dims}
+    sizes = [2 * t.element_bytes * om.footprint(t, least) for t in model.tensors]
+    total, need = sum(sizes), 0
+    what = "a 1-element tile" if not caps else "its smallest tile the backend allows"
+    for t, size in zip(model.tensors, sizes):
+        need += size
         if need > capacity:
             raise InfeasibleError(
-                f"no L2 tiling fits: tensor {t.name} cannot get even a 1-element tile; double-buffered "
-                f"unit tiles need {total} B but L2 holds {capacity} B (short by {total - capacity} B)",
+                f"no L2 tiling fits: tensor {t.name} cannot get even {what}; double-buffered "
+                f"smallest tiles need {total} B but L2 holds {capacity} B (short by {total - capacity} B)",
                 file=target_file or None, place="l2_bytes")
 
 
@@ -170,7 +174,9 @@ def run(ctx: Context) -> Context:
     target, model = ctx.target, om.model_of(ctx.op)
     extents = {d.name: d.extent for d in ctx.op.dims}
     capacity = target.l2_bytes
-    _check_capacity(model, capacity, target.source)
+    hints = ctx.offchip_hints or OffchipHints()
+    caps = dict(hints.tile_caps)
+    _check_capacity(model, capacity, target.source, caps)
     weight = Fraction(1)
     if target.chiplets:
         weight = (Fraction(str(target.offchip_bw)) / Fraction(str(target.chiplets.link_bw_elems_per_cycle)))
@@ -187,8 +193,6 @@ def run(ctx: Context) -> Context:
             * o.element_bytes * om.distinct_elements(o, part)
     ranked = sorted(enumerate(candidates), key=lambda ic: (bound(ic[1]), ic[0]))
     deadline = start + ctx.options.time_limit_s
-    hints = ctx.offchip_hints or OffchipHints()
-    caps = dict(hints.tile_caps)
 
     def solve(step: om.StepModel | None, limit: int | None):
         """The best split and point; ``limit`` prunes splits whose bound exceeds it."""

@@ -54,7 +54,7 @@ def test_explain_narrates_the_offchip_choice(run_cli):
 
 def test_no_tiling_fits_exits_2_naming_the_tensor(run_cli, write, tmp_path):
     target = write("tiny.yaml", TINY % 5)      # unit tiles of O, I, W double-buffered need 6 B
-    code, out, err = run_cli("compile", EXAMPLES / "conv3x3.yaml", "--target", target, "-o", tmp_path / "o")
+    code, out, err = run_cli("compile", EXAMPLES / "gemm.yaml", "--target", target, "-o", tmp_path / "o")
     assert code == 2
     assert "tiny.yaml:l2_bytes:" in err and "tensor W" in err and "short by 1 B" in err
     assert len(err.strip().splitlines()) == 1
@@ -63,8 +63,22 @@ def test_no_tiling_fits_exits_2_naming_the_tensor(run_cli, write, tmp_path):
 
 def test_smallest_l2_that_fits_gives_unit_tiles(run_cli, write, tmp_path):
     target = write("tiny.yaml", TINY % 6)
+    code, out, err = run_cli("compile", EXAMPLES / "gemm.yaml", "--target", target, "-o", tmp_path,
+                             "--stop-after", "offchip")
+    assert code == 0, err
+    oc = json.loads((tmp_path / "bert_q_proj.report.json").read_text())["offchip"]
+    assert set(oc["l2_tile"].values()) == {1} and oc["l2_elements_used"] == 6
+
+
+def test_mdc_needs_whole_filter_taps(run_cli, write, tmp_path):
+    """MDC's R/S rule: a 3x3 conv's smallest L2 tiles hold whole 3x3 windows (O 1, I 9, W 9)."""
+    target = write("tiny.yaml", TINY % 37)
+    code, out, err = run_cli("compile", EXAMPLES / "conv3x3.yaml", "--target", target, "-o", tmp_path / "o")
+    assert code == 2
+    assert "tensor W" in err and "smallest tile the backend allows" in err and "short by 1 B" in err
+    target = write("tiny.yaml", TINY % 38)
     code, out, err = run_cli("compile", EXAMPLES / "conv3x3.yaml", "--target", target, "-o", tmp_path,
                              "--stop-after", "offchip")
     assert code == 0, err
     oc = json.loads((tmp_path / "resnet50_res3_conv3x3.report.json").read_text())["offchip"]
-    assert set(oc["l2_tile"].values()) == {1} and oc["l2_elements_used"] == 6
+    assert oc["l2_tile"]["r"] == oc["l2_tile"]["s"] == 3 and oc["l2_elements_used"] == 38
