@@ -92,7 +92,7 @@ class Options:
     """User choices that passes read (keyword-only in the CLI)."""
 
     objective: str = "latency"
-    offchip_slack: float = 0.25         # MDC: DRAM traffic allowed above the optimum for speed
+    offchip_slack: float = 0.5         # MDC: DRAM traffic allowed above the optimum for speed
     backend: str | None = None          # None: the target's first backend
     time_limit_s: float = 10.0
 

@@ -255,7 +255,10 @@ def search(model: TrafficModel, extents: Mapping[str, int], capacity_bytes: int,
     dims = list(model.dims)
     cand = {d: candidate_tiles(part[d]) for d in dims}
     for d, allowed in (caps or {}).items():
-        cand[d] = cand[d][np.isin(cand[d], allowed)]
+        # A backend's values are taken as they are (not only the smallest tile per trip count:
+        # the backend may need, say, a unit count); traffic depends on trips, footprints on tiles.
+        fit = sorted(v for v in allowed if v <= part[d])
+        cand[d] = np.array(fit or [part[d]], dtype=np.int64)
     mono = [d for d in monotone_dims(model) if cand[d].size > 1]
     free = max(mono, key=lambda d: (cand[d].size, -dims.index(d)), default=None)
     others = [d for d in dims if d != free]
