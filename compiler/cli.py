@@ -79,6 +79,9 @@ def main(debug: bool) -> None:
               help="Stop after PASS (its report holds what was decided so far).")
 @click.option("--time-limit", type=click.FloatRange(min=0.01), default=10.0, show_default=True,
               help="Wall-time limit in seconds for each solver call.")
+@click.option("--offchip-slack", type=click.FloatRange(min=0.0), default=0.5, show_default=True,
+              help="MDC backend: DRAM traffic allowed above the off-chip optimum when that makes "
+                   "MAESTRO's per-step time shorter (0: pure traffic minimisation).")
 @click.option("--emit", type=click.Choice(["loops"]), default=None,
               help="Also print the GEMM schedule as a readable loop nest (gemm backend).")
 @click.option("-j", "--jobs", type=click.IntRange(min=1), default=1, show_default=True,
@@ -87,7 +90,8 @@ def main(debug: bool) -> None:
 @click.option("--no-timings", is_flag=True, help="Write 0 for wall times in reports (byte-identical reruns).")
 @handle_errors
 def compile(op: Path, target: str, out_dir: Path, objective: str, backend: str | None,
-            dump_after: tuple[str, ...], stop_after: str | None, time_limit: float, emit: str | None,
+            dump_after: tuple[str, ...], stop_after: str | None, time_limit: float, offchip_slack: float,
+            emit: str | None,
             jobs: int, plot: bool, no_timings: bool) -> None:
     """Compile operator file OP for a target and write the mapping and <op>.report.json.
 
@@ -102,13 +106,15 @@ def compile(op: Path, target: str, out_dir: Path, objective: str, backend: str |
         for flag, given in (("--dump-after", dump_after), ("--stop-after", stop_after), ("--emit", emit)):
             if given:
                 raise MapcError(f"{flag} applies to operator files, not to a model", file=str(op), place=flag)
-        _compile_model(op, tgt, Options(objective=objective, backend=backend, time_limit_s=time_limit),
+        _compile_model(op, tgt, Options(objective=objective, backend=backend, time_limit_s=time_limit,
+                                offchip_slack=offchip_slack),
                        out_dir, jobs=jobs, plot=plot, timings=not no_timings)
         return
     if plot or jobs > 1:
         raise MapcError(f"{'--plot' if plot else '-j'} applies to model files (a YAML file with 'layers')",
                         file=str(op), place="--plot" if plot else "--jobs")
-    ctx = run_pipeline(op, tgt, Options(objective=objective, backend=backend, time_limit_s=time_limit),
+    ctx = run_pipeline(op, tgt, Options(objective=objective, backend=backend, time_limit_s=time_limit,
+                                offchip_slack=offchip_slack),
                        stop_after=stop_after, dump_after=dump_after, dump=stdout.print)
     text = report_json(ctx) if not no_timings else json.dumps(without_timings(build_report(ctx)), indent=2) + "\n"
     files = list(ctx.artifacts) + [(f"{ctx.op.name}.report.json", text)]
