@@ -14,6 +14,7 @@ from typing import Callable
 
 from passes import conformance, frontend, gemm_lowering, gemm_schedule, mdc_emit, mdc_limits, offchip, onchip
 
+from . import explain as teaching
 from .context import Context, Options, PassRecord, Stage
 from .errors import MapcError
 from .ir import Op
@@ -87,8 +88,11 @@ def narrate(ctx: Context) -> str:
         lines.append("   (" + ", ".join(facts) + ")")
         part = _part_left_by(ctx, p)
         text = (part.explain() if hasattr(part, "explain") else part.pretty()) if part is not None else ""
+        more, replaces = teaching.extra(p.name, ctx)
+        text = more if replaces else "\n".join(t for t in (text, more) if t)
         lines += ["   " + line for line in text.splitlines()]
         lines.append("")
+    lines.append(teaching.space_summary(ctx))
     return "\n".join(lines).rstrip() + "\n"
 
 
