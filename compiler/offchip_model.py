@@ -257,8 +257,10 @@ def search(model: TrafficModel, extents: Mapping[str, int], capacity_bytes: int,
     for d, allowed in (caps or {}).items():
         # A backend's values are taken as they are (not only the smallest tile per trip count:
         # the backend may need, say, a unit count); traffic depends on trips, footprints on tiles.
-        fit = sorted(v for v in allowed if v <= part[d])
-        cand[d] = np.array(fit or [part[d]], dtype=np.int64)
+        # A value above the extent is one trip (a unit count covering the dim in one step).
+        above = [v for v in allowed if v >= part[d]]
+        fit = sorted({v for v in allowed if v <= part[d]} | ({min(above)} if above else set()))
+        cand[d] = np.array(fit, dtype=np.int64)
     mono = [d for d in monotone_dims(model) if cand[d].size > 1]
     free = max(mono, key=lambda d: (cand[d].size, -dims.index(d)), default=None)
     others = [d for d in dims if d != free]

@@ -129,8 +129,10 @@ def classify(op: Op) -> MdcForm:
             raise ConformanceError(f"dims {', '.join(group)} index all three tensors; MDC has one "
                                    "group/channel dim", place="statement")
         if kdims and cdims:
-            return MdcForm("NGCONV", tuple(one("G", group) + one("K", kdims) + one("C", cdims) + roles),
-                           (), inp.name, wgt.name, out.name)
+            # Grouped: one CONV per group.  MAESTRO's NGCONV indexes its output by C as well, so
+            # its buffers and traffic are not a grouped convolution's (measured: L2 5920 vs 2960).
+            return MdcForm("CONV", tuple(one("K", kdims) + one("C", cdims) + roles),
+                           tuple(group), inp.name, wgt.name, out.name)
         if not kdims and not cdims:
             return MdcForm("DSCONV", tuple(one("C", group) + roles), (), inp.name, wgt.name, out.name)
         raise ConformanceError(f"dim '{group[0]}' indexes all tensors but the op has "

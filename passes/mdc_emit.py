@@ -67,8 +67,7 @@ def bounds(ctx: Context) -> dict:
     """Compute, DRAM (compulsory traffic over off-chip bandwidth) and roofline cycles."""
     op, t = ctx.source_op or ctx.op, ctx.target
     compute = math.ceil(op.macs / (t.num_pes * t.num_chiplets * t.macs_per_pe))
-    compulsory = sum(x.size for x in op.tensors)
-    dram = math.ceil(compulsory / t.offchip_bw)
+    dram = math.ceil(ctx.offchip.compulsory_elements / t.offchip_bw)  # elements each tensor touches
     return {"compute_cycles": compute, "dram_cycles": dram, "roofline_cycles": max(compute, dram)}
 
 

@@ -26,7 +26,15 @@ def run(ctx: Context) -> Context:
     op, target = ctx.op, ctx.target
     view = MdcView(op, ctx.mdc_form)
     pes = [d for d in range(1, target.num_pes + 1) if target.num_pes % d == 0]
-    strided = tuple((view.form.op_dim(m), tuple(pes) if m == "Y" else (1,)) for m in view.strided_windows())
+
+    def units(dim: str) -> tuple[int, ...]:
+        # MAESTRO counts strided rows exactly when the units cover the rows in one fold or
+        # divide them (5 rows on 4 units: 1.4x the MACs); the cost model rejects the rest anyway.
+        e = op.extent(dim)
+        cover = min((u for u in pes if u >= e), default=None)
+        return tuple(v for v in pes if e % v == 0 or v == cover)
+    strided = tuple((d, units(d) if m == "Y" else (1,)) for m in view.strided_windows()
+                    if (d := view.form.op_dim(m)))
     # MAESTRO's R/S rule: filter taps are never tiled.
     filters = tuple((d, (op.extent(d),)) for m in ("R", "S") if (d := view.form.op_dim(m)))
     caps = filters + strided

@@ -30,7 +30,7 @@ ACCEPTED = [
     ("O[n,c,p,q] += I[n,c,p+r,q+s] * W[c,r,s]", dict(n=1, c=8, p=5, q=5, r=3, s=3),
      "DSCONV", {"C": "c", "Y": "p"}),
     ("O[n,g,k,p,q] += I[n,g,c,p+r,q+s] * W[g,k,c,r,s]", dict(n=1, g=4, k=2, c=2, p=5, q=5, r=3, s=3),
-     "NGCONV", {"G": "g", "K": "k", "C": "c"}),
+     "CONV", {"K": "k", "C": "c"}),                                   # one CONV per group
     ("O[m,n] += I[m,k] * W[k,n]", dict(m=3, n=5, k=7), "GEMM", {"M": "m", "N": "n", "K": "k"}),
     ("O[b,m,n] += I[b,m,k] * W[b,k,n]", dict(b=2, m=3, n=5, k=7), "GEMM", {"M": "m"}),
     ("O[h,i,j] += Q[h,i,d] * KT[h,d,j]", dict(h=2, i=4, j=4, d=8), "GEMM", {"M": "i", "N": "j", "K": "d"}),
