@@ -3,7 +3,7 @@
 Reads:    ``ctx.op``.
 Decides:  whether every subscript is a loop variable or a sliding window ``stride*p + dilation*r``
           of one output dim and one filter dim (DESIGN 1.2), and which MDC dim each loop dim
-          plays (CONV, DSCONV, NGCONV or GEMM, possibly repeated over batch/head dims).
+          plays (CONV, DSCONV or GEMM, possibly repeated over group/batch/head dims).
 Leaves:   ``ctx.mdc_form``; or raises :class:`ConformanceError` naming the tensor and subscript.
 
 The rules are small ``check_*`` functions run in order; each raises on the first offence.

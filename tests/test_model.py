@@ -99,7 +99,8 @@ def test_example_op_files_conform(path):
 def test_example_op_layer_types():
     kinds = {p.stem: classify(load_op(p)).layer_type for p in OP_FILES}
     assert kinds["conv_strided"] == kinds["conv1x1"] == "CONV"
-    assert kinds["dwconv"] == "DSCONV" and kinds["gconv"] == "NGCONV"
+    assert kinds["dwconv"] == "DSCONV" and kinds["gconv"] == "CONV"      # one CONV per group
+    assert classify(load_op(ROOT / "examples" / "gconv.yaml")).repeat_dims == ("g",)
     assert kinds["gemm"] == kinds["gemv"] == kinds["attention"] == "GEMM"
     assert load_op(ROOT / "examples" / "conv_strided.yaml").macs == \
         load_model(MODELS / "resnet50.yaml").layers[0].op.macs
