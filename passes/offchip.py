@@ -55,6 +55,7 @@ class OffchipSchedule:
     seconds: float
     space_size: int                         # tile vectors x orders x splits the search covers
     evaluated: int                          # points numpy actually ranked
+    l2_budget: float = 1.0                  # fraction of L2 the tiles were allowed (a backend may lower it)
 
     @property
     def dram_traffic_elements(self) -> int:
@@ -102,7 +103,8 @@ class OffchipSchedule:
         for name, fp in self.footprint.items():
             lines.append(f"  tensor {name}: footprint {fp:,} el, DRAM traffic {self.traffic[name]:,} el "
                          f"= {self.traffic[name] / self.compulsory[name]:.2f}x compulsory {self.compulsory[name]:,}")
-        lines.append(f"  L2 used {self.l2_bytes_used:,} of {self.l2_capacity_bytes:,} B (double-buffered); "
+        budget = f" (tiles limited to {self.l2_budget:.0%} of it)" if self.l2_budget < 1 else ""
+        lines.append(f"  L2 used {self.l2_bytes_used:,} of {self.l2_capacity_bytes:,} B{budget} (double-buffered); "
                      f"total DRAM {self.dram_traffic_elements:,} el = {self.ratio:.3f}x compulsory"
                      + (f"; chiplet links {self.link_traffic_elements:,} el" if self.chiplet_split else ""))
         return "\n".join(lines)
@@ -117,6 +119,7 @@ class OffchipSchedule:
             "traffic_ratio": round(self.ratio, 6),
             "link_traffic_elements": self.link_traffic_elements,
             "l2_elements_used": self.l2_elements_used, "l2_bytes_used": self.l2_bytes_used,
+            "l2_budget": self.l2_budget,
             "solver_status": self.solver_status, "seconds": round(self.seconds, 6),
             "space_size": self.space_size}}
 
@@ -136,7 +139,9 @@ class OffchipSchedule:
                 f"first),{split}.\n"
                 f"DRAM traffic {self.dram_traffic_elements:,} elements against a compulsory "
                 f"{self.compulsory_elements:,} (each tensor once): {self.ratio:.3f}x; the tiles use "
-                f"{self.l2_bytes_used:,} of {self.l2_capacity_bytes:,} L2 bytes double-buffered.")
+                f"{self.l2_bytes_used:,} of {self.l2_capacity_bytes:,} L2 bytes double-buffered"
+                + (f" (the MDC backend re-solved with the tiles limited to {self.l2_budget:.0%} of L2: "
+                   "MAESTRO's buffer accounting did not fit the first plan)." if self.l2_budget < 1 else "."))
 
 
 def _tie_dims(model: om.TrafficModel) -> list[str]:

@@ -27,10 +27,12 @@ from compiler.errors import InfeasibleError
 from compiler.mdc_lowering import MdcView, OnchipChoice, build_layer, chiplet_hw, chiplet_op
 from compiler.costmodel import evaluate_layer
 from compiler.mdc_scoring import score_choices
+from passes import offchip as offchip_pass
 from compiler.onchip_space import inner_choices, spatial_structures
 
 KEEP_UTILIZATION = 0.95   # structures within 5% of the best spatial utilisation are searched
 MAX_STRUCTURES = 12
+L2_BUDGETS = (1.0, 0.8, 0.6, 0.4, 0.25)   # fractions of L2 the off-chip tiles may use, tried in turn
 
 
 @dataclass(frozen=True)
@@ -91,11 +93,11 @@ def rank(scores, objective: str) -> np.ndarray:
     return idx[np.lexsort((idx, secondary, primary))]
 
 
-def run(ctx: Context) -> Context:
-    """Search the on-chip subspace for the off-chip plan in ``ctx.offchip``."""
+def search(ctx: Context, offchip) -> OnchipResult | None:
+    """The best on-chip point for one off-chip plan, or None if no candidate fits L1 and L2."""
     op, target = ctx.op, ctx.target
-    view = MdcView(chiplet_op(op, ctx.offchip), ctx.mdc_form)
-    l2_tile, dram_order = dict(ctx.offchip.l2_tile), tuple(ctx.offchip.order)
+    view = MdcView(chiplet_op(op, offchip), ctx.mdc_form)
+    l2_tile, dram_order = dict(offchip.l2_tile), tuple(offchip.order)
     hw = chiplet_hw(target, op.output.element_bytes)
     structures = spatial_structures(view, l2_tile, target.num_pes, target.spatial_roles)
     if not structures:
@@ -113,18 +115,35 @@ def run(ctx: Context) -> Context:
         tilings += tried
     deadline = time.perf_counter() + ctx.options.time_limit_s
     scores = score_choices(view, l2_tile, dram_order, candidates, hw, deadline=deadline)
-    status = "OPTIMAL-IN-SPACE" if scores.scored == len(candidates) else "FEASIBLE"
     best = rank(scores, ctx.options.objective)
     if best.size == 0:
-        raise InfeasibleError(f"none of the {scores.scored:,} on-chip candidates for {op.name} fits "
-                              f"{target.name}'s L1 and L2 with exact MACs")
+        return None
+
     def measured(i: int):
         return candidates[i], evaluate_layer(build_layer(view, l2_tile, dram_order, candidates[i], op.name), hw)
-    runner_up = measured(best[1]) if best.size > 1 else None
-    result = OnchipResult(choice=candidates[best[0]], metrics=measured(best[0])[1],
-                          structures=len(structures), structures_kept=len(kept), tilings=tilings,
-                          candidates=len(candidates), feasible=int(scores.fits.sum()),
-                          within_bw=int((scores.fits & scores.bw_ok).sum()),
-                          runner_up=runner_up, status=status)
-    ctx = ctx.note_search("onchip", len(candidates), status)
-    return replace(ctx, onchip=result, stage=Stage.ONCHIP)
+    return OnchipResult(choice=candidates[best[0]], metrics=measured(best[0])[1],
+                        structures=len(structures), structures_kept=len(kept), tilings=tilings,
+                        candidates=len(candidates), feasible=int(scores.fits.sum()),
+                        within_bw=int((scores.fits & scores.bw_ok).sum()),
+                        runner_up=measured(best[1]) if best.size > 1 else None,
+                        status="OPTIMAL-IN-SPACE" if scores.scored == len(candidates) else "FEASIBLE")
+
+
+def run(ctx: Context) -> Context:
+    """Search the on-chip subspace for the off-chip plan in ``ctx.offchip``.
+
+    MAESTRO's L2 accounting can exceed the off-chip model's (it counts each unit's window halo
+    separately on strided layers), so when no candidate fits, the off-chip subspace is solved
+    again for a smaller L2 budget and the new plan replaces the old one (its report says so)."""
+    offchip = ctx.offchip
+    for budget in L2_BUDGETS:
+        if budget < 1:
+            smaller = replace(ctx.target, l2_bytes=int(ctx.target.l2_bytes * budget))
+            offchip = offchip_pass.run(replace(ctx, target=smaller)).offchip
+            offchip = replace(offchip, l2_capacity_bytes=ctx.target.l2_bytes, l2_budget=budget)
+        result = search(ctx, offchip)
+        if result is not None:
+            ctx = ctx.note_search("onchip", result.candidates, result.status)
+            return replace(ctx, offchip=offchip, onchip=result, stage=Stage.ONCHIP)
+    raise InfeasibleError(f"no on-chip mapping of {ctx.op.name} fits {ctx.target.name}'s L1 and L2 with "
+                          f"exact MACs, even with the L2 tiles shrunk to {L2_BUDGETS[-1]:.0%} of L2")
