@@ -13,6 +13,7 @@ import math
 import re
 
 from .context import Context
+from .ir import mapping_space_log10
 
 
 def loop_nest(ctx: Context) -> str:
@@ -164,16 +165,16 @@ def space_summary(ctx: Context) -> str:
     s, r = ctx.offchip, ctx.onchip
     op = ctx.source_op or ctx.op
     if op is not None:
-        d = len(op.dims)
-        full = 3 * math.log10(max(op.macs, 1)) + 3 * math.log10(math.factorial(d)) + math.log10(d * max(d - 1, 1))
-        lines.append(f"  full mapping space (tiles and orders at three levels, spatial dims): ~10^{full:.0f}")
+        lines.append(f"  full mapping space (tiles and orders at three levels, spatial dims): "
+                     f"~10^{mapping_space_log10([d.extent for d in op.dims]):.0f}")
     if s is not None and hasattr(s, "space_size"):
         lines.append(f"  off-chip subspace: {s.space_size:,} points, {s.evaluated:,} ranked exactly "
                      f"after dominance pruning -> {s.solver_status}")
     if r is not None and hasattr(r, "structures"):
         lines.append(f"  on-chip subspace: {r.structures:,} array structures -> {r.structures_kept} kept -> "
                      f"{r.tilings:,} per-PE tilings -> {r.candidates:,} scored candidates -> "
-                     f"{r.feasible:,} within every limit -> {r.status}")
+                     f"{r.feasible:,} within L1/L2 with exact MACs ({r.within_bw:,} also within bandwidth) "
+                     f"-> {r.status}")
     return "\n".join(lines) if len(lines) > 1 else ""
 
 

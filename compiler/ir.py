@@ -94,6 +94,14 @@ class Tensor:
         return f"{self.name}[{','.join(str(i) for i in self.index)}]"
 
 
+def mapping_space_log10(extents: list[int]) -> float:
+    """log10 of the full mapping space of a loop nest: a tile (at most the extent) and a loop order
+    at each of three levels (DRAM, L2, L1), plus an ordered pair of spatial dims."""
+    d = len(extents)
+    return (3 * math.log10(math.prod(extents)) + 3 * math.log10(math.factorial(d))
+            + math.log10(d * max(d - 1, 1)))
+
+
 @dataclass(frozen=True)
 class Op:
     """One operator: a perfectly nested loop over ``dims`` running ``statement``."""

@@ -32,35 +32,8 @@ class MdcOutput:
     def pretty(self) -> str:
         return self.mapping_text
 
-    def explain(self) -> str:
-        m, b = self.metrics, self.bounds
-        return (f"Emitted {self.layers} MDC layer(s); re-parsed and evaluated: runtime "
-                f"{m['runtime_cycles']:,} cycles = {m['runtime_cycles'] / b['roofline_cycles']:.2f}x the roofline "
-                f"bound ({b['roofline_cycles']:,}: compute {b['compute_cycles']:,}, DRAM {b['dram_cycles']:,}).\n"
-                + annotate(self.mapping_text))
-
     def report(self) -> dict:
         return {"metrics": self.metrics, "bounds": self.bounds}
-
-
-def annotate(text: str) -> str:
-    """The MDC text with a comment per cluster level saying what the level is."""
-    out, level = [], 0
-    names = ["level 0: one unit walking the L2 tiles in DRAM order",
-             "level 1: the first spatial level of the PE array",
-             "level 2: single PEs; the maps are the per-PE (L1) tile"]
-    for line in text.splitlines():
-        if line.strip() == "Dataflow {":
-            out.append(line)
-            out.append(line.replace("Dataflow {", f"  // {names[0]}"))
-            continue
-        out.append(line)
-        if line.strip().startswith("Cluster("):
-            level += 1
-            last = level == text.count("Cluster(") // max(1, text.count("Layer "))
-            note = names[2] if last else names[min(level, 1)]
-            out.append(line[:len(line) - len(line.lstrip())] + f"// {note}")
-    return "\n".join(out)
 
 
 def bounds(ctx: Context) -> dict:

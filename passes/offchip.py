@@ -29,6 +29,7 @@ from fractions import Fraction
 from compiler import offchip_model as om
 from compiler.context import Context, OffchipHints, Stage
 from compiler.errors import InfeasibleError
+from compiler.ir import mapping_space_log10
 
 
 @dataclass(frozen=True)
@@ -125,9 +126,7 @@ class OffchipSchedule:
 
     def explain(self) -> str:
         """A few sentences for ``mapc explain``."""
-        d = len(self.extents)
-        full = 3 * math.log10(math.prod(self.extents.values())) + 3 * math.log10(math.factorial(d)) \
-            + math.log10(d * max(d - 1, 1))
+        full = mapping_space_log10(list(self.extents.values()))
         split = (" cut across chiplets as " + ", ".join(f"{x} in {f}" for x, f in self.chiplet_split)
                  if self.chiplet_split else " on one L2")
         return (f"A full mapping picks a tile and a loop order at three memory levels and the dims across "
