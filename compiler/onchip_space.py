@@ -91,14 +91,16 @@ def _tile_options(chunk: int) -> list[int]:
 
 
 def l1_footprint(view: MdcView, tile: dict[str, int]) -> int:
-    """Double-buffered per-PE footprint (elements) of all tensors for a per-PE tile (dims a layer
-    does not hold, the repeats, count 1)."""
+    """Double-buffered per-PE footprint (elements) of all tensors for a per-PE tile, as MAESTRO
+    counts it: the output's sliding-window axes take the input-side size ``(t-1)*stride + R``
+    (dims a layer does not hold, the repeats, count 1)."""
     tile = {d: tile.get(d, 1) for d in view.op.dim_names}
+    by_out = {w.out_dim: w for w in view.windows.values()}
     total = 0
     for t in view.op.tensors:
         size = 1
         for sub in t.index:
-            w = next((w for w in t.windows if t.index[w.axis] is sub), None)
+            w = next((by_out[d] for d in sub.dims if d in by_out), None)
             if w is not None:
                 size *= w.footprint(tile[w.out_dim], tile[w.filter_dim] if w.filter_dim else 1)
             else:

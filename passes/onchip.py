@@ -28,7 +28,7 @@ from compiler.mdc_lowering import MdcView, OnchipChoice, build_layer, chiplet_hw
 from compiler.costmodel import evaluate_layer
 from compiler.mdc_scoring import score_choices
 from passes import offchip as offchip_pass
-from compiler.onchip_space import inner_choices, spatial_structures
+from compiler.onchip_space import inner_choices, l1_footprint, spatial_structures
 
 KEEP_UTILIZATION = 0.95   # structures within 5% of the best spatial utilisation are searched
 MAX_STRUCTURES = 12
@@ -145,5 +145,13 @@ def run(ctx: Context) -> Context:
         if result is not None:
             ctx = ctx.note_search("onchip", result.candidates, result.status)
             return replace(ctx, offchip=offchip, onchip=result, stage=Stage.ONCHIP)
+    view = MdcView(chiplet_op(ctx.op, offchip), ctx.mdc_form)
+    least = l1_footprint(view, {d: 1 if view.mdc_dim(d) not in ("R", "S") else ctx.op.extent(d)
+                                for d in view.dims})
+    l1 = chiplet_hw(ctx.target, ctx.op.output.element_bytes).l1_size
+    why = (f"the smallest per-PE tile (whole filter taps, as MDC requires) needs {least} L1 elements "
+           f"double-buffered as MAESTRO counts them, and a PE has {l1}" if least > l1 else
+           f"even with the L2 tiles shrunk to {L2_BUDGETS[-1]:.0%} of L2")
     raise InfeasibleError(f"no on-chip mapping of {ctx.op.name} fits {ctx.target.name}'s L1 and L2 with "
-                          f"exact MACs, even with the L2 tiles shrunk to {L2_BUDGETS[-1]:.0%} of L2")
+                          f"exact MACs: {why}", file=ctx.target.source or None, place="l1_bytes_per_pe"
+                          if least > l1 else "l2_bytes")

@@ -102,3 +102,13 @@ def test_explain_shows_onchip_and_mdc(run_cli):
     code, out, err = run_cli("explain", EXAMPLES / "conv1x1.yaml", "--target", "edge")
     assert code == 0, err
     assert "on-chip subspace" in out and "Runner-up" in out and "TemporalMap" in out
+
+
+def test_l1_too_small_for_a_whole_filter_names_the_key(write, run_cli, tmp_path):
+    """MDC keeps whole filter taps per PE: a 3x3 conv needs 2*(9+9+9) = 54 L1 elements as
+    MAESTRO counts them (the output takes the input-side window size)."""
+    target = write("small.yaml", TARGET.replace("l1_bytes_per_pe: 64", "l1_bytes_per_pe: 50"))
+    code, out, err = run_cli("compile", op_file(write, "conv"), "--target", target, "-o", tmp_path / "o")
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "small.yaml:l1_bytes_per_pe:" in err and "needs 54 L1 elements" in err and "has 50" in err
+    assert not (tmp_path / "o").exists()
