@@ -189,7 +189,7 @@ def layer_slots(view: MdcView, dram_order: tuple[str, ...], spatial_dims: tuple[
     dims = [d for d in dram_order if d in view.dims]
     if merged:
         out = [Slot("T", d, 0) for d in dims if d != spatial_dims[0]] + [Slot("S", spatial_dims[0], 0, 0)]
-        levels = [(1, 1, spatial_dims[1])]
+        levels = [(i, i, d) for i, d in enumerate(spatial_dims) if i > 0]
     else:
         # Level 0: one unit walking L2 tiles; its SpatialMap goes on the innermost non-filter dim.
         anchor = next(d for d in reversed(dims) if view.mdc_dim(d) not in ("R", "S"))
