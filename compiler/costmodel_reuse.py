@@ -35,6 +35,7 @@ class Level:
 
 
 def pe_mapped(L: Level, t: Tensor, st: dict, first: bool, ee: bool) -> int:
+    """Elements of ``t`` one PE holds in this case (edge sizes where the case is an edge)."""
     ret = 1
     for d in L.df:
         if d.var not in t.dims:
@@ -53,6 +54,8 @@ def pe_mapped(L: Level, t: Tensor, st: dict, first: bool, ee: bool) -> int:
 
 
 def pe_ingress(L: Level, t: Tensor, st: dict, first: bool, ee: bool, cidx: int) -> int:
+    """New elements of ``t`` one PE receives: the full tile on Init, else only what the innermost
+    changing directive (index ``cidx``) brings in."""
     if cidx == -1:
         return pe_mapped(L, t, st, first, ee)
     inited = any(i > cidx and d.var in t.dims and st[d.var].pos == INIT and not st[d.var].unrolled
@@ -89,6 +92,7 @@ def pe_ingress(L: Level, t: Tensor, st: dict, first: bool, ee: bool, cidx: int) 
 
 def pe_egress(L: Level, t: Tensor, st: dict, psum: bool, first: bool = True, ee: bool = False,
                reuse_at_edge: bool = True) -> int:
+    """Elements of output ``t`` one PE sends (its partial sums when ``psum``)."""
     ret = 1
     if psum:
         for d in L.df:
@@ -141,6 +145,7 @@ def pe_egress(L: Level, t: Tensor, st: dict, psum: bool, first: bool = True, ee:
 
 
 def sp_info(L: Level, dims, st: dict, all_spatial: bool = False):
+    """Whether ``dims`` are spatially mapped here, whether the spatial map is at an edge, and its state."""
     mapped, edge, sp_state = False, False, None
     for dim in dims:
         d = L.df[L.first[dim]]
@@ -172,18 +177,21 @@ def spread(L: Level, fn, mapped: bool, edge: bool, sp_state, first_scaled: bool,
 
 
 def ingress(L, t, st, cidx):
+    """Ingress traffic of input/weight ``t`` summed over the sub-clusters (multicast counted once)."""
     m, e, s = sp_info(L, t.dims, st)
     fn = lambda first, ee: pe_ingress(L, t, st, first, ee, cidx)  # noqa: E731
     return spread(L, fn, m, e, s, False, ((False, False), (False, True)))
 
 
 def egress(L, t, st):
+    """Egress traffic of output ``t`` summed over the sub-clusters."""
     m, e, s = sp_info(L, t.dims, st)
     fn = lambda first, ee: pe_egress(L, t, st, False, first, ee)  # noqa: E731
     return spread(L, fn, m, e, s, False, ((False, False), (False, True)))
 
 
 def psum_map(L, t, st):
+    """Partial sums of ``t`` held across all sub-clusters in this case."""
     m, e, s = sp_info(L, t.dims, st, all_spatial=True)
     if m and e:
         ee = s.sp_edge_edge
@@ -197,6 +205,7 @@ def psum_map(L, t, st):
 
 
 def critical_psums(L, t, st):
+    """Partial sums of ``t`` on the first (critical-path) sub-cluster."""
     m, e, s = sp_info(L, t.dims, st)
     if m and e:
         return pe_egress(L, t, st, True, True, L.EC == 1 and s.sp_edge_edge)
@@ -204,6 +213,7 @@ def critical_psums(L, t, st):
 
 
 def sub_dims(L: Level, st: dict, ee: bool, conv: bool) -> tuple:
+    """Tile extents handed to the level below in this case (plus output Y'/X' for convolutions)."""
     out: dict[str, int] = {}
     for d in L.df:
         s = st[d.var]
@@ -224,6 +234,7 @@ def sub_dims(L: Level, st: dict, ee: bool, conv: bool) -> tuple:
 
 
 def tensor_size(t: Tensor, dims: dict, conv: bool) -> int:
+    """Elements of ``t`` for dim extents ``dims`` (outputs of convolutions use output Y/X sizes)."""
     size = 1
     for v in t.dims:
         if v not in dims:
@@ -236,4 +247,5 @@ def tensor_size(t: Tensor, dims: dict, conv: bool) -> int:
 
 
 def noc(x: int, hw: HwConfig) -> int:
+    """NoC delay of ``x`` elements: ``hops + ceil(x / bw) - 1`` cycles."""
     return hw.noc_hops + (-(-x // hw.noc_bw)) - 1

@@ -31,6 +31,7 @@ class Structure:
 
 
 def divisors(n: int) -> list[int]:
+    """Divisors of ``n``, ascending."""
     return [d for d in range(1, n + 1) if n % d == 0]
 
 
