@@ -3,8 +3,8 @@ per-PE (L1) tile and the innermost loop order, for one fixed off-chip (L2) tilin
 
 Candidates are generated in two layers so that pruning reasons can be stated and counted:
 
-1. **array structures** (:func:`spatial_structures`): one dim across all PEs, or two dims across
-   ``n1`` clusters of ``n2`` PEs (``n1 * n2`` = PEs, so no PE is silently idle).  Dims a target
+1. **array structures** (:func:`spatial_structures`): one dim across all PEs, or two or three
+   dims across nested clusters whose sizes multiply to the PE count (so no PE is silently idle).  Dims a target
    may not spread (NVDLA-like: only K and C) and dims whose L2 tile is 1 are excluded.  Each
    structure has an exact spatial utilisation (``tile / (folds * units * per-unit tile)`` per
    level); structures far below the best are pruned (*utilisation*).
@@ -19,6 +19,10 @@ import math
 from dataclasses import dataclass
 
 from .mdc_lowering import MdcView, OnchipChoice, SpatialLevel
+
+
+MAX_LEVELS = 3     # spatial cluster levels: rows x cols, or three dims on a flexible array
+DEEP_BELOW = 0.95  # ... the third one is tried only when two reach less spatial utilisation
 
 
 @dataclass(frozen=True)
@@ -43,7 +47,9 @@ def level_utilization(extent: int, units: int, tile: int) -> float:
 
 def spatial_structures(view: MdcView, l2_tile: dict[str, int], num_pes: int,
                        allowed_roles: tuple[str, ...] | None) -> list[Structure]:
-    """Every 1-level and 2-level spread of the PE array over the L2 tile (deterministic order)."""
+    """Every spread of the PE array over the L2 tile with 1 to ``MAX_LEVELS`` cluster levels, one
+    dim per level, cluster sizes multiplying to the PE count (deterministic order); the deepest
+    level count only when the shallower ones leave more than 5 % of the PEs idle."""
     def spreadable(d: str) -> bool:
         role = view.mdc_dim(d)
         if role in ("R", "S") or l2_tile[d] == 1:
@@ -68,18 +74,26 @@ def spatial_structures(view: MdcView, l2_tile: dict[str, int], num_pes: int,
                 out.append(Structure((SpatialLevel(a, n1, 1), SpatialLevel(b, n2, tb)),
                                      level_utilization(l2_tile[b], n2, tb), merged=True))
         return out
-    for a in dims:
-        for tile in sorted({math.ceil(l2_tile[a] / num_pes), 1}):
-            out.append(Structure((SpatialLevel(a, num_pes, tile),),
-                                 level_utilization(l2_tile[a], num_pes, tile)))
-    for a, b in itertools.permutations(dims, 2):
-        for n1 in divisors(num_pes)[1:-1]:
-            n2 = num_pes // n1
-            ta = math.ceil(l2_tile[a] / n1)
-            for tb in sorted({math.ceil(l2_tile[b] / n2), 1}):
-                u = level_utilization(l2_tile[a], n1, ta) * level_utilization(l2_tile[b], n2, tb)
-                out.append(Structure((SpatialLevel(a, n1, ta), SpatialLevel(b, n2, tb)), u))
+    for depth in range(1, MAX_LEVELS + 1):
+        if depth == MAX_LEVELS and out and max(x.utilization for x in out) >= DEEP_BELOW:
+            break  # a third level only pays when two leave PEs idle
+        for spread in itertools.permutations(dims, depth):
+            for units in unit_splits(num_pes, depth):
+                # outer levels take their share in one fold; the innermost may also fold (tile 1)
+                tiles = [math.ceil(l2_tile[d] / n) for d, n in zip(spread, units)]
+                last = sorted({tiles[-1], 1})
+                for tl in last:
+                    levels = tuple(SpatialLevel(d, n, t) for d, n, t in zip(spread, units, tiles[:-1] + [tl]))
+                    u = math.prod(level_utilization(l2_tile[l.dim], l.units, l.tile) for l in levels)
+                    out.append(Structure(levels, u))
     return out
+
+
+def unit_splits(num_pes: int, depth: int) -> list[tuple[int, ...]]:
+    """Ordered factorisations of ``num_pes`` into ``depth`` cluster sizes, each above 1."""
+    if depth == 1:
+        return [(num_pes,)]
+    return [(n,) + rest for n in divisors(num_pes)[1:-1] for rest in unit_splits(num_pes // n, depth - 1)]
 
 
 def _tile_options(chunk: int) -> list[int]:
