@@ -135,6 +135,7 @@ def _fmt_int(x) -> str:
 
 
 def table(rows: list[dict]) -> list[str]:
+    """The per-layer markdown table."""
     out = ["| layer | target | rc | MAESTRO MACs / analytical | L1 req / cap | L2 req / cap | NoC BW req / cap "
            "| off-chip BW req / cap | MAESTRO runtime | mapc runtime | diff |",
            "|---|---|---:|---|---|---|---|---|---:|---:|---:|"]
@@ -161,11 +162,13 @@ def table(rows: list[dict]) -> list[str]:
 
 
 def within(r: dict) -> bool:
+    """MAESTRO's L1/L2/NoC/off-chip requirements all within the HW file's limits."""
     return (r["maestro_l1"] <= r["l1_cap"] and r["maestro_l2"] <= r["l2_cap"] and r["maestro_noc"] <= r["noc_cap"]
             and r["maestro_offchip"] <= r["offchip_cap"])
 
 
 def summary(rows: list[dict], targets: list[str]) -> list[str]:
+    """The summary table, one markdown row per target and one for all."""
     out = ["| target | layers | compiled | MAESTRO completed (rc 0) | exact MACs | within L1/L2 | within NoC/off-chip BW "
            "| within all limits | MAESTRO's own Buffer / BW analysis PASS | runtime equal | max abs runtime diff |",
            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
@@ -187,6 +190,7 @@ def summary(rows: list[dict], targets: list[str]) -> list[str]:
 
 
 def main() -> int:
+    """Compile, run MAESTRO, write docs/maestro-check.md (exit 0 with a message when MAESTRO is absent)."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--targets", default="edge,cloud")
     ap.add_argument("--models", default=",".join(MODELS))
