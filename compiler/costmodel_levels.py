@@ -202,18 +202,24 @@ def _tile_sizes(df: tuple[Dir, ...], dims: dict[str, int], conv: bool):
     return mapped, unique, medge, uedge
 
 
-def build_layer_spec(layer: MdcLayer, num_pes: int) -> LayerSpec:
-    """Run MAESTRO's cluster analysis on a resolved layer (all sizes ints)."""
-    if layer.directives is None:
-        raise MappingError(f"layer {layer.name!r} has no Dataflow (MAESTRO crashes)")
+def layer_setup(layer: MdcLayer):
+    """What every analysis of a layer starts from: (type, is a conv, full dims, strides, tensors,
+    input-side dims); TRCONV reads as CONV, and a dim a tensor needs must be declared."""
     ltype = "CONV" if layer.type == "TRCONV" else layer.type
-    conv = ltype in CONV_TYPES
     full, strides = _full_dims(layer, ltype)
     tensors = layer_tensors(ltype, set(full))
     input_vars = sorted({v for t in tensors if t.is_input for v in t.dims})
     for v in input_vars:
         if v not in full:
             raise MappingError(f"Dimension {v} not found (a {layer.type} layer needs it)")
+    return ltype, ltype in CONV_TYPES, full, strides, tensors, input_vars
+
+
+def build_layer_spec(layer: MdcLayer, num_pes: int) -> LayerSpec:
+    """Run MAESTRO's cluster analysis on a resolved layer (all sizes ints)."""
+    if layer.directives is None:
+        raise MappingError(f"layer {layer.name!r} has no Dataflow (MAESTRO crashes)")
+    ltype, conv, full, strides, tensors, input_vars = layer_setup(layer)
     segments: list[list] = [[]]
     clusters: list[int] = []
     for d in layer.directives:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from compiler.costmodel_levels import CONV_TYPES, OVERLAP, layer_tensors, _full_dims
+from compiler.costmodel_levels import OVERLAP, layer_setup
 from compiler.errors import MappingError
 from compiler.mdc import MdcLayer
 
@@ -86,14 +86,7 @@ def _tile_sizes(lv: VLevel, conv: bool) -> None:
 def build_levels(layer: MdcLayer, items: tuple[tuple[str, str], ...], sizes: np.ndarray,
                  offsets: np.ndarray, clusters: np.ndarray, num_pes: int):
     """Levels for all candidates; returns (levels, tensors, full dims, conv, valid mask)."""
-    ltype = "CONV" if layer.type == "TRCONV" else layer.type
-    conv = ltype in CONV_TYPES
-    full, strides = _full_dims(layer, ltype)
-    tensors = layer_tensors(ltype, set(full))
-    input_vars = sorted({v for t in tensors if t.is_input for v in t.dims})
-    for v in input_vars:
-        if v not in full:
-            raise MappingError(f"Dimension {v} not found (a {layer.type} layer needs it)")
+    ltype, conv, full, strides, tensors, input_vars = layer_setup(layer)
     n = sizes.shape[0]
     segments: list[list[VDir]] = [[]]
     j = 0

@@ -10,6 +10,16 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 EXAMPLES = ROOT / "examples"
 
+# A 4x4-PE MDC target small enough for exhaustive checks (7 lines: tests count on it).
+SMALL_TARGET = """name: small
+backends: [mdc]
+pe_array: {rows: 4, cols: 4}
+l1_bytes_per_pe: 64
+l2_bytes: 4096
+noc_bw_elems_per_cycle: 8
+offchip_bw_elems_per_cycle: 4
+"""
+
 
 @pytest.fixture
 def run_cli():

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import pytest
+from conftest import SMALL_TARGET
 
 GOOD = "name: g\nstatement: O[m,n] += I[m,k] * W[k,n]\ndims: {m: 4, n: 4, k: 4}\n"
 
@@ -67,14 +68,7 @@ def test_unknown_target(write, run_cli, tmp_path):
     assert_clean_error(code, out, err, ["unknown target 'tpu9'", "edge"], None, out_dir)
 
 
-EDGE = """name: t
-backends: [mdc]
-pe_array: {rows: 4, cols: 4}
-l1_bytes_per_pe: 64
-l2_bytes: 4096
-noc_bw_elems_per_cycle: 8
-offchip_bw_elems_per_cycle: 4
-"""
+EDGE = SMALL_TARGET
 
 BAD_TARGETS = [
     ("unknown-key", EDGE + "l3_bytes: 9\n", ["unknown key 'l3_bytes'", "line 8"]),

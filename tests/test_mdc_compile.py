@@ -9,6 +9,7 @@ import pytest
 from compiler.checker import check_file, is_clean
 from compiler.costmodel import evaluate_file
 from compiler.mdc import parse_hw_file, parse_mdc_file
+from conftest import SMALL_TARGET
 
 SMALL = {
     "conv": ("O[n,k,p,q] += I[n,c,p+r,q+s] * W[k,c,r,s]", dict(n=1, k=16, c=8, p=6, q=6, r=3, s=3)),
@@ -20,14 +21,7 @@ SMALL = {
     "gconv": ("O[n,g,k,p,q] += I[n,g,c,p+r,q+s] * W[g,k,c,r,s]", dict(n=1, g=4, k=4, c=4, p=5, q=5, r=3, s=3)),
 }
 
-TARGET = """name: small
-backends: [mdc]
-pe_array: {rows: 4, cols: 4}
-l1_bytes_per_pe: 64
-l2_bytes: 4096
-noc_bw_elems_per_cycle: 8
-offchip_bw_elems_per_cycle: 4
-"""
+TARGET = SMALL_TARGET
 
 
 def op_file(write, name):
