@@ -172,7 +172,7 @@ def space_summary(ctx: Context) -> str:
                      f"after dominance pruning -> {s.solver_status}")
     if r is not None and hasattr(r, "structures"):
         lines.append(f"  on-chip subspace: {r.structures:,} array structures -> {r.structures_kept} kept -> "
-                     f"{r.tilings:,} per-PE tilings -> {r.candidates:,} scored candidates -> "
+                     f"{r.tilings:,} per-PE tilings -> {r.candidates:,} scored candidates (+{r.refined:,} by refinement) -> "
                      f"{r.feasible:,} within L1/L2 with exact MACs ({r.within_bw:,} also within bandwidth) "
                      f"-> {r.status}")
     return "\n".join(lines) if len(lines) > 1 else ""

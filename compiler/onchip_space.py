@@ -165,3 +165,55 @@ def inner_choices(view: MdcView, l2_tile: dict[str, int], structure: Structure, 
     choices = [OnchipChoice(structure.levels, tuple((d, t[d]) for d in view.dims), order, structure.merged)
                for t in fits for order in orders]
     return choices, tried
+
+
+def trip_tiles(chunk: int) -> list[int]:
+    """The smallest tile of every trip count over ``chunk`` (larger tiles of the same count only
+    use more buffer), ascending."""
+    return sorted({-(-chunk // n) for n in range(1, chunk + 1)})
+
+
+def neighbours(view: MdcView, l2_tile: dict[str, int], choice: OnchipChoice, l1_elements: int,
+               max_orders: int = 24) -> list[OnchipChoice]:
+    """Choices one step from ``choice``: one per-PE tile changed to any trip-count tile, the
+    per-unit tile of one level changed likewise (tiles below clamped), or another order of the
+    innermost loops that take more than one step.  Only those that fit L1 are returned."""
+    out: list[OnchipChoice] = []
+    l1 = dict(choice.l1_tile)
+
+    def chunks(levels) -> dict[str, int]:
+        c = dict(l2_tile)
+        for lvl in levels:
+            c[lvl.dim] = lvl.tile
+        return c
+
+    def add(levels, tile: dict[str, int], order) -> None:
+        c = chunks(levels)
+        tile = {d: min(t, c[d]) for d, t in tile.items()}
+        tile[levels[-1].dim] = c[levels[-1].dim]
+        if l1_footprint(view, tile) <= l1_elements:
+            out.append(OnchipChoice(levels, tuple((d, tile[d]) for d in view.dims), order, choice.merged))
+
+    chunk = chunks(choice.spatial)
+    inner = choice.spatial[-1].dim
+    for d in view.dims:
+        if d == inner or view.mdc_dim(d) in ("R", "S"):
+            continue
+        for v in trip_tiles(chunk[d]):
+            if v != l1[d]:
+                add(choice.spatial, {**l1, d: v}, choice.inner_order)
+    for i, lvl in enumerate(choice.spatial):
+        if choice.merged and i == 0:
+            continue  # strided rows: one per unit, fixed by the off-chip tile
+        above = chunks(choice.spatial[:i])[lvl.dim]
+        for v in trip_tiles(-(-above // lvl.units)):
+            if v != lvl.tile:
+                levels = choice.spatial[:i] + (SpatialLevel(lvl.dim, lvl.units, v),) + choice.spatial[i + 1:]
+                add(levels, l1, choice.inner_order)
+    steps = [d for d in choice.inner_order if l1[d] < chunk[d]]
+    single = [d for d in choice.inner_order if d not in steps]
+    for perm in itertools.islice(itertools.permutations(steps), max_orders):
+        order = tuple(single) + perm
+        if order != choice.inner_order:
+            add(choice.spatial, l1, order)
+    return out

@@ -19,8 +19,6 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, replace
 
-import numpy as np
-
 from compiler.context import Context, Stage
 from compiler.costmodel import Metrics
 from compiler.errors import InfeasibleError
@@ -28,11 +26,13 @@ from compiler.mdc_lowering import MdcView, OnchipChoice, build_layer, chiplet_hw
 from compiler.costmodel import evaluate_layer
 from compiler.mdc_scoring import score_choices
 from passes import offchip as offchip_pass
-from compiler.onchip_space import inner_choices, l1_footprint, spatial_structures
+from compiler.onchip_space import inner_choices, l1_footprint, neighbours, spatial_structures
 
 KEEP_UTILIZATION = 0.95   # structures within 5% of the best spatial utilisation are searched
-MAX_STRUCTURES = 12
+MAX_STRUCTURES = 6
 L2_BUDGETS = (1.0, 0.8, 0.6, 0.4, 0.25)   # fractions of L2 the off-chip tiles may use, tried in turn
+SEEDS = 3                 # refinement starts from the best point of this many array structures
+ROUNDS = 4                # ... and takes at most this many improving steps from each
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,7 @@ class OnchipResult:
     structures_kept: int         # after the utilisation / restriction pruning
     tilings: int                 # per-PE tilings tried for the kept structures
     candidates: int              # tilings that fit L1, times loop orders: scored with the cost model
+    refined: int                 # neighbours scored by the local refinement
     feasible: int                # scored candidates within L1/L2 with exact MACs
     within_bw: int               # ... and within NoC/off-chip bandwidth
     runner_up: tuple[OnchipChoice, Metrics] | None
@@ -62,7 +63,9 @@ class OnchipResult:
                  f"{self.structures_kept} survived pruning (spatial utilisation within "
                  f"{1 - KEEP_UTILIZATION:.0%} of the best, the target's spatial-dim restrictions).",
                  f"Their per-PE tilings: {self.tilings:,}; those that fit L1, times loop orders, gave "
-                 f"{self.candidates:,} candidates, all scored with the cost model ({self.status}); "
+                 f"{self.candidates:,} candidates, all scored with the cost model, and refining the best "
+                 f"of {SEEDS} structures tile by tile and order by order scored {self.refined:,} more "
+                 f"({self.status}); "
                  f"{self.feasible:,} fit L1 and L2 with exact MACs, {self.within_bw:,} of them also the "
                  "NoC and off-chip bandwidth.",
                  self.pretty()]
@@ -77,20 +80,31 @@ class OnchipResult:
             "spatial": [{"dim": s.dim, "units": s.units, "tile": s.tile} for s in self.choice.spatial],
             "l1_tile": dict(self.choice.l1_tile), "inner_order": list(self.choice.inner_order),
             "structures": self.structures, "structures_kept": self.structures_kept,
-            "candidates": self.candidates, "feasible": self.feasible, "within_bw": self.within_bw,
+            "candidates": self.candidates, "refined": self.refined, "feasible": self.feasible,
+            "within_bw": self.within_bw,
             "solver_status": self.status}}
 
 
-def rank(scores, objective: str) -> np.ndarray:
-    """Indices of the fitting candidates, best first under ``objective`` (ties: generation order).
+def keys(scores, objective: str) -> list[tuple]:
+    """Sort key per candidate (lower is better; None where it does not fit L1/L2 with exact MACs).
 
-    Candidates within the bandwidth limits come first when there are any: MAESTRO's runtime already
-    includes bandwidth stalls, but a mapping that stays within them is what the target promises."""
-    pool = scores.fits & scores.bw_ok
-    idx = np.flatnonzero(pool if pool.any() else scores.fits)
-    rt, en = scores.runtime[idx].astype(float), scores.energy[idx]
-    primary, secondary = {"energy": (en, rt), "edp": (rt * en, rt)}.get(objective, (rt, en))
-    return idx[np.lexsort((idx, secondary, primary))]
+    Candidates within the bandwidth limits come first: MAESTRO's runtime already includes
+    bandwidth stalls, but a mapping that stays within them is what the target promises."""
+    out = []
+    for i in range(len(scores.fits)):
+        if not scores.fits[i]:
+            out.append(None)
+            continue
+        rt, en = int(scores.runtime[i]), float(scores.energy[i])
+        primary, secondary = {"energy": (en, rt), "edp": (rt * en, rt)}.get(objective, (rt, en))
+        out.append((not scores.bw_ok[i], primary, secondary))
+    return out
+
+
+def rank(scores, objective: str) -> list[int]:
+    """Indices of the fitting candidates, best first (ties: generation order)."""
+    k = keys(scores, objective)
+    return sorted((i for i in range(len(k)) if k[i] is not None), key=lambda i: (k[i], i))
 
 
 def search(ctx: Context, offchip) -> OnchipResult | None:
@@ -115,18 +129,39 @@ def search(ctx: Context, offchip) -> OnchipResult | None:
         tilings += tried
     deadline = time.perf_counter() + ctx.options.time_limit_s
     scores = score_choices(view, l2_tile, dram_order, candidates, hw, deadline=deadline)
-    best = rank(scores, ctx.options.objective)
-    if best.size == 0:
+    complete = scores.scored == len(candidates)
+    order = rank(scores, ctx.options.objective)
+    if not order:
         return None
+    found = {c: k for c, k in zip(candidates, keys(scores, ctx.options.objective)) if k is not None}
+    # Local refinement from the best seeds of distinct array structures: every per-PE and
+    # per-unit tile value and inner order one step away, until nothing improves.
+    seeds: list[OnchipChoice] = []
+    for i in order:
+        if all(candidates[i].spatial != s.spatial for s in seeds) and len(seeds) < SEEDS:
+            seeds.append(candidates[i])
+    refined = 0
+    for current in seeds:
+        for _ in range(ROUNDS):
+            near = [c for c in neighbours(view, l2_tile, current, hw.l1_size) if c not in found]
+            near_scores = score_choices(view, l2_tile, dram_order, near, hw, deadline=deadline)
+            complete &= near_scores.scored == len(near)
+            refined += len(near)
+            found.update({c: k for c, k in zip(near, keys(near_scores, ctx.options.objective)) if k is not None})
+            best_near = min((c for c in near if c in found), key=lambda c: found[c], default=None)
+            if best_near is None or found[best_near] >= found[current]:
+                break
+            current = best_near
+    ranked = sorted(found, key=lambda c: found[c])     # stable: generation order breaks ties
 
-    def measured(i: int):
-        return candidates[i], evaluate_layer(build_layer(view, l2_tile, dram_order, candidates[i], op.name), hw)
-    return OnchipResult(choice=candidates[best[0]], metrics=measured(best[0])[1],
+    def measured(c: OnchipChoice):
+        return c, evaluate_layer(build_layer(view, l2_tile, dram_order, c, op.name), hw)
+    return OnchipResult(choice=ranked[0], metrics=measured(ranked[0])[1],
                         structures=len(structures), structures_kept=len(kept), tilings=tilings,
-                        candidates=len(candidates), feasible=int(scores.fits.sum()),
-                        within_bw=int((scores.fits & scores.bw_ok).sum()),
-                        runner_up=measured(best[1]) if best.size > 1 else None,
-                        status="OPTIMAL-IN-SPACE" if scores.scored == len(candidates) else "FEASIBLE")
+                        candidates=len(candidates), refined=refined, feasible=len(found),
+                        within_bw=sum(1 for k in found.values() if not k[0]),
+                        runner_up=measured(ranked[1]) if len(ranked) > 1 else None,
+                        status="OPTIMAL-IN-SPACE" if complete else "FEASIBLE")
 
 
 def run(ctx: Context) -> Context:
@@ -143,7 +178,7 @@ def run(ctx: Context) -> Context:
             offchip = replace(offchip, l2_capacity_bytes=ctx.target.l2_bytes, l2_budget=budget)
         result = search(ctx, offchip)
         if result is not None:
-            ctx = ctx.note_search("onchip", result.candidates, result.status)
+            ctx = ctx.note_search("onchip", result.candidates + result.refined, result.status)
             return replace(ctx, offchip=offchip, onchip=result, stage=Stage.ONCHIP)
     view = MdcView(chiplet_op(ctx.op, offchip), ctx.mdc_form)
     least = l1_footprint(view, {d: 1 if view.mdc_dim(d) not in ("R", "S") else ctx.op.extent(d)
