@@ -31,7 +31,8 @@ from compiler.onchip_space import inner_choices, l1_footprint, neighbours, spati
 KEEP_UTILIZATION = 0.95   # structures within 5% of the best spatial utilisation are searched
 MAX_STRUCTURES = 6
 L2_BUDGETS = (1.0, 0.8, 0.6, 0.4, 0.25)   # fractions of L2 the off-chip tiles may use, tried in turn
-SEEDS = 3                 # refinement starts from the best point of this many array structures
+WIDE_KEEP, WIDE_STRUCTURES = 0.25, 24   # the wider search when nothing fits the bandwidth
+SEEDS = 2                 # refinement starts from the best point of this many array structures
 ROUNDS = 4                # ... and takes at most this many improving steps from each
 
 
@@ -107,8 +108,12 @@ def rank(scores, objective: str) -> list[int]:
     return sorted((i for i in range(len(k)) if k[i] is not None), key=lambda i: (k[i], i))
 
 
-def search(ctx: Context, offchip) -> OnchipResult | None:
-    """The best on-chip point for one off-chip plan, or None if no candidate fits L1 and L2."""
+def search(ctx: Context, offchip, keep: float = KEEP_UTILIZATION, max_structures: int = MAX_STRUCTURES
+           ) -> OnchipResult | None:
+    """The best on-chip point for one off-chip plan, or None if no candidate fits L1 and L2.
+
+    ``keep``/``max_structures``: array structures within ``keep`` of the best spatial utilisation
+    are searched, at most ``max_structures`` of them."""
     op, target = ctx.op, ctx.target
     view = MdcView(chiplet_op(op, offchip), ctx.mdc_form)
     l2_tile, dram_order = dict(offchip.l2_tile), tuple(offchip.order)
@@ -118,9 +123,9 @@ def search(ctx: Context, offchip) -> OnchipResult | None:
         raise InfeasibleError(f"no dim of {op.name} may go across the PEs of {target.name} "
                               f"(allowed: {', '.join(target.spatial_roles or ())})")
     best_u = max(s.utilization for s in structures)
-    kept = sorted((s for s in structures if s.utilization >= KEEP_UTILIZATION * best_u),
+    kept = sorted((s for s in structures if s.utilization >= keep * best_u),
                   key=lambda s: (-s.utilization, len(s.levels), [(l.dim, l.units, l.tile) for l in s.levels]))
-    kept = kept[:MAX_STRUCTURES]
+    kept = kept[:max_structures]
     candidates: list[OnchipChoice] = []
     tilings = 0
     for s in kept:
@@ -167,6 +172,9 @@ def search(ctx: Context, offchip) -> OnchipResult | None:
 def run(ctx: Context) -> Context:
     """Search the on-chip subspace for the off-chip plan in ``ctx.offchip``.
 
+    When no candidate of the usual space is within the NoC and off-chip bandwidth, a wider space
+    (structures down to a quarter of the best utilisation) is searched and taken if it has one.
+
     MAESTRO's L2 accounting can exceed the off-chip model's (it counts each unit's window halo
     separately on strided layers), so when no candidate fits, the off-chip subspace is solved
     again for a smaller L2 budget and the new plan replaces the old one (its report says so)."""
@@ -177,6 +185,12 @@ def run(ctx: Context) -> Context:
             offchip = offchip_pass.run(replace(ctx, target=smaller)).offchip
             offchip = replace(offchip, l2_capacity_bytes=ctx.target.l2_bytes, l2_budget=budget)
         result = search(ctx, offchip)
+        if result is not None and not result.within_bw:
+            # Nothing within the bandwidth: the busiest structures starve the NoC or DRAM, so
+            # look further down the utilisation ranking before settling.
+            wide = search(ctx, offchip, WIDE_KEEP, WIDE_STRUCTURES)
+            if wide is not None and wide.within_bw:
+                result = wide
         if result is not None:
             ctx = ctx.note_search("onchip", result.candidates + result.refined, result.status)
             return replace(ctx, offchip=offchip, onchip=result, stage=Stage.ONCHIP)
