@@ -2,17 +2,18 @@
 
 Reads:    ``ctx.op``, ``ctx.mdc_form``, ``ctx.offchip`` (L2 tile per dim, DRAM loop order) and the
           target (PEs, L1/L2, NoC and off-chip bandwidth, spatial-dim restrictions).
-Decides:  which dims go across the PE array (one level, or two for rows x cols), the per-unit
+Decides:  which dims go across the PE array (one to three cluster levels), the per-unit
           spatial tiles, the per-PE tile and the innermost loop order, minimising the objective
           (``latency``: runtime then energy; ``energy``: energy then runtime; ``edp``) under
-          MAESTRO's cost model, among candidates that fit every limit (L1, L2, NoC and off-chip
-          bandwidth) and cover every MAC exactly.
+          MAESTRO's cost model.  Hard limits: exact MACs, L1 and L2; candidates within the NoC and
+          off-chip bandwidth rank before those that are not.
 Leaves:   ``ctx.onchip`` (an :class:`OnchipResult`: the choice, its metrics and the counts of the
-          space before and after each pruning step).
+          space before and after each pruning step); possibly a re-solved ``ctx.offchip``.
 
-The search is exhaustive over the pruned space (:mod:`compiler.onchip_space`), scored in batches
-by the cost model; the status is OPTIMAL-IN-SPACE when every candidate was scored within the time
-limit and FEASIBLE when the limit cut the scoring short.
+The pruned space (:mod:`compiler.onchip_space`) is scored exhaustively in batches by the
+vectorised cost model, then the best points of the best structures are refined one tile or order
+at a time until nothing improves.  The status is OPTIMAL-IN-SPACE when all of that finished within
+the time limit and FEASIBLE when the limit cut it short.
 """
 from __future__ import annotations
 
@@ -20,13 +21,12 @@ import time
 from dataclasses import dataclass, replace
 
 from compiler.context import Context, Stage
-from compiler.costmodel import Metrics
+from compiler.costmodel import Metrics, evaluate_layer
 from compiler.errors import InfeasibleError
 from compiler.mdc_lowering import MdcView, OnchipChoice, build_layer, chiplet_hw, chiplet_op
-from compiler.costmodel import evaluate_layer
 from compiler.mdc_scoring import score_choices
-from passes import offchip as offchip_pass
 from compiler.onchip_space import inner_choices, l1_footprint, neighbours, spatial_structures
+from passes import offchip as offchip_pass
 
 KEEP_UTILIZATION = 0.95   # structures within 5% of the best spatial utilisation are searched
 MAX_STRUCTURES = 6
