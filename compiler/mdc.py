@@ -37,6 +37,7 @@ from lark.exceptions import UnexpectedInput, VisitError
 from lark.lexer import Lexer
 
 from compiler.errors import MappingError
+from compiler.yamlio import read_text
 from compiler.mdc_hw import HW_KEYS, HwConfig, parse_hw, parse_hw_file, print_hw  # noqa: F401
 from compiler.mdc_tokens import INT_MAX, SEPARATORS, RawToken, atoi, tokenize  # noqa: F401
 
@@ -443,11 +444,7 @@ def parse_mdc(text: str, file: str | None = None) -> MdcFile:
 
 def parse_mdc_file(path: str | Path) -> MdcFile:
     """Read and parse a mapping file."""
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8", errors="surrogateescape")
-    except OSError as exc:
-        raise MappingError(f"cannot read mapping file: {exc.strerror}", str(path)) from None
+    text = read_text(Path(path), "mapping", errors="surrogateescape")
     return parse_mdc(text, str(path))
 
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from compiler.errors import MappingError
+from compiler.yamlio import read_text
 from compiler.mdc_tokens import INT_MAX, tokenize
 
 
@@ -61,11 +62,7 @@ def parse_hw(text: str, file: str | None = None) -> HwConfig:
 
 def parse_hw_file(path: str | Path) -> HwConfig:
     """Read and parse a HW file."""
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8", errors="surrogateescape")
-    except OSError as exc:
-        raise MappingError(f"cannot read HW file: {exc.strerror}", str(path)) from None
+    text = read_text(Path(path), "HW", errors="surrogateescape")
     return parse_hw(text, str(path))
 
 

@@ -41,10 +41,11 @@ class _LocLoader(yaml.SafeLoader):
 _LocLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _LocLoader.construct_mapping)
 
 
-def read_text(path: Path, what: str) -> str:
-    """Read a UTF-8 text file or raise a one-line :class:`InputError`."""
+def read_text(path: Path, what: str, errors: str = "strict") -> str:
+    """Read a UTF-8 text file or raise a one-line :class:`InputError` (``errors`` as for
+    :func:`open`: MDC files keep undecodable bytes so the parser can name them)."""
     try:
-        return Path(path).read_text(encoding="utf-8")
+        return Path(path).read_text(encoding="utf-8", errors=errors)
     except FileNotFoundError:
         raise InputError(f"{what} file not found", file=str(path)) from None
     except IsADirectoryError:
