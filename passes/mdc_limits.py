@@ -7,7 +7,7 @@ Decides:  L2 tile caps MDC needs and the step model of MAESTRO's top level:
             whatever the stride (measured: 3.86x the MACs for 28-row tiles of ResNet-50 conv1),
             so a strided output dim may only hold one output per unit: a strided X gets L2 tile
             1, a strided Y is spread over the units of level 0 one row each, so its L2 tile is a
-            unit count (a divisor of the PEs);
+            unit count (a divisor of the PEs that divides the rows, or the least that covers them);
           * MAESTRO refetches the whole L2 tile from DRAM on every top-level step, so among
             tilings within ``1 + slack`` of the optimal DRAM traffic the off-chip pass takes the
             one whose steps keep the PEs busiest.
@@ -19,13 +19,14 @@ from dataclasses import replace
 
 from compiler.context import Context, OffchipHints
 from compiler.mdc_lowering import MdcView
+from compiler.onchip_space import divisors
 
 
 def run(ctx: Context) -> Context:
     """Derive the hints from the op's windows and the target."""
     op, target = ctx.op, ctx.target
     view = MdcView(op, ctx.mdc_form)
-    pes = [d for d in range(1, target.num_pes + 1) if target.num_pes % d == 0]
+    pes = divisors(target.num_pes)
 
     def units(dim: str) -> tuple[int, ...]:
         # MAESTRO counts strided rows exactly when the units cover the rows in one fold or
