@@ -6,7 +6,8 @@ Decides:  which dims go across the PE array (one to three cluster levels), the p
           spatial tiles, the per-PE tile and the innermost loop order, minimising the objective
           (``latency``: runtime then energy; ``energy``: energy then runtime; ``edp``) under
           MAESTRO's cost model.  Hard limits: exact MACs, L1 and L2; candidates within the NoC and
-          off-chip bandwidth rank before those that are not.
+          off-chip bandwidth rank before those that are not, unless the best of them is more than
+          ``BW_PRICE`` times worse than the best overall (MAESTRO's runtime includes the stalls).
 Leaves:   ``ctx.onchip`` (an :class:`OnchipResult`: the choice, its metrics and the counts of the
           space before and after each pruning step); possibly a re-solved ``ctx.offchip``.
 
@@ -31,7 +32,8 @@ from passes import offchip as offchip_pass
 KEEP_UTILIZATION = 0.95   # structures within 5% of the best spatial utilisation are searched
 MAX_STRUCTURES = 6
 L2_BUDGETS = (1.0, 0.8, 0.6, 0.4, 0.25)   # fractions of L2 the off-chip tiles may use, tried in turn
-WIDE_KEEP, WIDE_STRUCTURES = 0.25, 24   # the wider search when nothing fits the bandwidth
+WIDE_KEEP, WIDE_STRUCTURES = 0.0, 48   # the wider search when nothing fits the bandwidth
+BW_PRICE = 1.5            # within bandwidth first, unless that multiplies the objective by more
 SEEDS = 2                 # refinement starts from the best point of this many array structures
 ROUNDS = 4                # ... and takes at most this many improving steps from each
 
@@ -158,6 +160,12 @@ def search(ctx: Context, offchip, keep: float = KEEP_UTILIZATION, max_structures
                 break
             current = best_near
     ranked = sorted(found, key=lambda c: found[c])     # stable: generation order breaks ties
+    fastest = min(ranked, key=lambda c: found[c][1:])  # bandwidth ignored
+    if found[fastest][1] * BW_PRICE < found[ranked[0]][1]:
+        # Staying within the bandwidth would cost too much: MAESTRO's runtime already includes
+        # the stalls of the faster mapping, so take it (its report shows the overrun).
+        ranked.remove(fastest)
+        ranked.insert(0, fastest)
 
     def measured(c: OnchipChoice):
         return c, evaluate_layer(build_layer(view, l2_tile, dram_order, c, op.name), hw)
@@ -173,7 +181,7 @@ def run(ctx: Context) -> Context:
     """Search the on-chip subspace for the off-chip plan in ``ctx.offchip``.
 
     When no candidate of the usual space is within the NoC and off-chip bandwidth, a wider space
-    (structures down to a quarter of the best utilisation) is searched and taken if it has one.
+    (every array structure's top, up to ``WIDE_STRUCTURES``) is searched and taken if it has one.
 
     MAESTRO's L2 accounting can exceed the off-chip model's (it counts each unit's window halo
     separately on strided layers), so when no candidate fits, the off-chip subspace is solved
