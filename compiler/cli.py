@@ -6,7 +6,6 @@ any other exception is an internal error (exit 1; ``--debug`` shows the tracebac
 from __future__ import annotations
 
 import functools
-import json
 import sys
 from collections import Counter
 from pathlib import Path
@@ -20,10 +19,10 @@ from targets import bundled_names, load_target
 from .context import Options
 from .errors import MapcError
 from .frontend import DTYPE_BYTES
-from .model_compile import is_model_file, without_timings
+from .model_compile import is_model_file
 from .outputs import write_all
 from .pipeline import PASS_NAMES, describe, narrate, run_pipeline
-from .report import build_report, report_json
+from .report import report_json
 
 stdout = Console(highlight=False, markup=False, soft_wrap=True)
 
@@ -116,8 +115,7 @@ def compile(op: Path, target: str, out_dir: Path, objective: str, backend: str |
     ctx = run_pipeline(op, tgt, Options(objective=objective, backend=backend, time_limit_s=time_limit,
                                 offchip_slack=offchip_slack),
                        stop_after=stop_after, dump_after=dump_after, dump=stdout.print)
-    text = report_json(ctx) if not no_timings else json.dumps(without_timings(build_report(ctx)), indent=2) + "\n"
-    files = list(ctx.artifacts) + [(f"{ctx.op.name}.report.json", text)]
+    files = list(ctx.artifacts) + [(f"{ctx.op.name}.report.json", report_json(ctx, timings=not no_timings))]
     written = write_all(out_dir, files)
     table = Table(title=f"{ctx.op.name} on {tgt.name}", show_header=True)
     table.add_column("pass")

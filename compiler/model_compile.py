@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import multiprocessing
 import os
 import tempfile
@@ -34,7 +33,7 @@ from .errors import MapcError
 from .outputs import write_all
 from .model import Model, ModelLayer, load_model, unique_layers
 from .pipeline import run_pipeline
-from .report import build_report
+from .report import build_report, dump_report, without_timings
 from .yamlio import load_yaml_mapping, read_text
 
 MODEL_REPORT_VERSION = 1
@@ -77,15 +76,6 @@ class LayerResult:
     seconds: float = 0.0
 
 
-def without_timings(report: Any) -> Any:
-    """``report`` with every ``seconds`` entry (at any depth) set to 0.0, for byte-identical reruns."""
-    if isinstance(report, dict):
-        return {k: 0.0 if k == "seconds" else without_timings(v) for k, v in report.items()}
-    if isinstance(report, list):
-        return [without_timings(v) for v in report]
-    return report
-
-
 def compile_layer(job: LayerJob) -> LayerResult:
     """Compile one layer; never raises (errors come back as text so the others still run)."""
     layer = job.layer
@@ -93,8 +83,7 @@ def compile_layer(job: LayerJob) -> LayerResult:
     try:
         ctx = run_pipeline(Path(layer.source), job.target, job.options, op=layer.op)
         report = build_report(ctx) if job.timings else without_timings(build_report(ctx))
-        files = tuple(ctx.artifacts) + ((f"{layer.op.name}.report.json",
-                                         json.dumps(report, indent=2) + "\n"),)
+        files = tuple(ctx.artifacts) + ((f"{layer.op.name}.report.json", dump_report(report)),)
         seconds = time.perf_counter() - start if job.timings else 0.0
         return LayerResult(job.index, layer.name, files, report, None, seconds=seconds)
     except MapcError as e:
@@ -193,7 +182,7 @@ class ModelResult:
                 if name in out and out[name] != text:  # e.g. HW files of layers with other dtypes
                     name = f"{r.name}.{name}"
                 out[name] = text
-        out[MODEL_REPORT] = json.dumps(self.report(), indent=2) + "\n"
+        out[MODEL_REPORT] = dump_report(self.report())
         out[MODEL_CSV] = self.csv_text()
         return list(out.items())
 
