@@ -232,7 +232,8 @@ def main() -> int:
             "## Summary", ""] + summary(rows, targets)
     text += ["", "MAESTRO never rejects a mapping for its limits: it only warns, and its runtime already includes the "
              "stalls of a bandwidth overrun.  mapc ranks candidates within the bandwidth limits first and falls back "
-             "to the fastest one that fits L1/L2 with exact MACs when its on-chip space has none "
+             "to the fastest one that fits L1/L2 with exact MACs when its on-chip space has none, or when the "
+             "best within them is more than 1.5x slower "
              "(`docs/quality-bench.md` says whether random or exhaustive search found a within-bandwidth mapping "
              "there).", "", "## Findings", ""]
     if bad:

@@ -65,7 +65,7 @@ from compiler.mdc import make_layer, parse_mdc_file  # noqa: E402
 from compiler.mdc_lowering import MdcView, OnchipChoice, SpatialLevel, build_layer, chiplet_hw, chiplet_op  # noqa: E402
 from compiler.mdc_scoring import score_choices  # noqa: E402
 from compiler.model import load_model  # noqa: E402
-from compiler.onchip_space import divisors, inner_orders, l1_footprint, spatial_structures  # noqa: E402
+from compiler.onchip_space import inner_orders, l1_footprint, spatial_structures, unit_splits  # noqa: E402
 from compiler.pipeline import run_pipeline  # noqa: E402
 from targets import load_target  # noqa: E402
 
@@ -290,13 +290,6 @@ def measure(job: tuple) -> dict:
 EXHAUSTIVE_LEVELS = 3     # spatial cluster levels enumerated (mapc uses up to three)
 
 
-def _splits(num_pes: int, depth: int) -> list[tuple[int, ...]]:
-    """Ordered factorisations of the PE count into ``depth`` cluster sizes, each above 1."""
-    if depth == 1:
-        return [(num_pes,)]
-    return [(n,) + rest for n in divisors(num_pes)[1:-1] for rest in _splits(num_pes // n, depth - 1)]
-
-
 def exhaustive_one(job: tuple) -> dict:
     """Score the whole on-chip space of one small op (mapc's L2 tiling) and compare."""
     name, text, tname = job
@@ -317,7 +310,7 @@ def exhaustive_one(job: tuple) -> dict:
     levels: list[tuple[SpatialLevel, ...]] = []
     for depth in range(1, EXHAUSTIVE_LEVELS + 1):
         for dims in itertools.permutations(spread, depth):
-            for units in _splits(npes, depth):
+            for units in unit_splits(npes, depth):
                 per_unit = [range(1, math.ceil(l2_tile[d] / n) + 1) for d, n in zip(dims, units)]
                 for tiles in itertools.product(*per_unit):
                     levels.append(tuple(SpatialLevel(d, n, t) for d, n, t in zip(dims, units, tiles)))
