@@ -67,7 +67,9 @@ def selected_backend(ctx: Context) -> str:
 def describe(ctx: Context) -> str:
     """The IR in the context as readable text: every part a pass has filled in so far."""
     parts = [f"// stage {ctx.stage.name.lower()}, target {ctx.target.name}"]
-    for value in (ctx.source_op, ctx.op, ctx.mdc_form, ctx.offchip, ctx.onchip, ctx.lowered):
+    leaves = [p.leaves for p in PIPELINE if p.leaves]
+    fields = ["source_op"] + [f for i, f in enumerate(leaves) if f not in leaves[i + 1:]]  # last pass to fill it
+    for value in (getattr(ctx, f) for f in fields):
         if value is not None and hasattr(value, "pretty"):
             parts.append(value.pretty())
     return "\n".join(parts)
