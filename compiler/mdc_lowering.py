@@ -150,7 +150,7 @@ class MdcView:
             return e + 0 * tile, e + 0 * tile
         if m in WINDOW_FILTER:
             # Input rows with stride-1 offsets, as MAESTRO expects; it rewrites both when strided.
-            size = (tile - 1) * self.stride(m) + self.filter_extent(m)
+            size = self._window_size(m, tile)
             return size, size - self.filter_extent(m) + 1
         return tile, tile
 

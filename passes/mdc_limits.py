@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from compiler.context import Context, OffchipHints
-from compiler.mdc_lowering import MdcView
+from compiler.mdc_lowering import MdcView, chiplet_hw
 from compiler.onchip_space import divisors
 
 
@@ -26,6 +26,7 @@ def run(ctx: Context) -> Context:
     """Derive the hints from the op's windows and the target."""
     op, target = ctx.op, ctx.target
     view = MdcView(op, ctx.mdc_form)
+    hw = chiplet_hw(target, op.output.element_bytes)   # one chiplet's PEs and DRAM share
     pes = divisors(target.num_pes)
 
     def units(dim: str) -> tuple[int, ...]:
@@ -45,7 +46,7 @@ def run(ctx: Context) -> Context:
     hints = OffchipHints(
         tile_caps=caps, slack=ctx.options.offchip_slack,
         macs_per_cycle=target.num_pes * target.macs_per_pe,
-        dram_bw=target.offchip_bw / target.num_chiplets, noc_bw=target.noc_bw,
+        dram_bw=hw.offchip_bw, noc_bw=hw.noc_bw,
         why=why + f"tilings within {ctx.options.offchip_slack:.0%} of the optimal DRAM traffic ranked "
                   "by MAESTRO's per-step time (it refetches every L2 tile)")
     return replace(ctx, offchip_hints=hints)
