@@ -26,18 +26,23 @@ class Scores:
     runtime: np.ndarray
     energy: np.ndarray
     fits: np.ndarray        # valid, exact MACs, within L1 and L2
-    bw_ok: np.ndarray       # within NoC and off-chip bandwidth (MAESTRO only warns; stalls are in runtime)
+    bw_over: np.ndarray     # the larger of NoC and off-chip bandwidth required / available
+
+    @property
+    def bw_ok(self) -> np.ndarray:
+        """Within NoC and off-chip bandwidth (MAESTRO only warns; its runtime has the stalls)."""
+        return self.bw_over <= 1
 
 
 def score_choices(view: MdcView, l2_tile: dict[str, int], dram_order: tuple[str, ...],
                   choices: list[OnchipChoice], hw: HwConfig, *, deadline: float | None = None,
                   batch: int = 8192) -> Scores:
-    """Score every choice (see :class:`Scores` for what ``fits`` and ``bw_ok`` mean)."""
+    """Score every choice (see :class:`Scores` for what ``fits`` and ``bw_over`` mean)."""
     n = len(choices)
     runtime = np.full(n, np.iinfo(np.int64).max, np.int64)
     energy = np.full(n, np.inf)
     fits = np.zeros(n, bool)
-    bw_ok = np.zeros(n, bool)
+    bw_over = np.full(n, np.inf)
     groups: dict[tuple, list[int]] = {}
     for i, c in enumerate(choices):
         groups.setdefault((tuple(s.dim for s in c.spatial), c.inner_order, c.merged), []).append(i)
@@ -53,7 +58,7 @@ def score_choices(view: MdcView, l2_tile: dict[str, int], dram_order: tuple[str,
         clusters = tiles[:, [j for j, s in enumerate(slots) if s.kind == "C"]]
         for start in range(0, len(members), batch):
             if deadline is not None and time.perf_counter() > deadline:
-                return Scores(scored, runtime, energy, fits, bw_ok)
+                return Scores(scored, runtime, energy, fits, bw_over)
             part = slice(start, start + batch)
             idx = np.array(members[part])
             m = evaluate_batch(template, sizes[part], offsets[part], clusters[part], hw)
@@ -61,6 +66,6 @@ def score_choices(view: MdcView, l2_tile: dict[str, int], dram_order: tuple[str,
             energy[idx] = m.energy_mac_units
             fits[idx] = (m.valid & (m.macs == view.layer_macs) & (m.l1_elements <= hw.l1_size)
                          & (m.l2_elements <= hw.l2_size))
-            bw_ok[idx] = (m.noc_bw_required <= hw.noc_bw) & (m.offchip_bw_required <= hw.offchip_bw)
+            bw_over[idx] = np.maximum(m.noc_bw_required / hw.noc_bw, m.offchip_bw_required / hw.offchip_bw)
             scored += len(idx)
-    return Scores(scored, runtime, energy, fits, bw_ok)
+    return Scores(scored, runtime, energy, fits, bw_over)

@@ -206,7 +206,9 @@ def neighbours(view: MdcView, l2_tile: dict[str, int], choice: OnchipChoice, l1_
         if choice.merged and i == 0:
             continue  # strided rows: one per unit, fixed by the off-chip tile
         above = chunks(choice.spatial[:i])[lvl.dim]
-        for v in trip_tiles(-(-above // lvl.units)):
+        # Smaller tiles fold the level; larger ones leave units idle, which is how a mapping
+        # stays within a bandwidth that every busy unit would exceed.
+        for v in sorted(set(trip_tiles(-(-above // lvl.units))) | set(trip_tiles(above))):
             if v != lvl.tile:
                 levels = choice.spatial[:i] + (SpatialLevel(lvl.dim, lvl.units, v),) + choice.spatial[i + 1:]
                 add(levels, l1, choice.inner_order)

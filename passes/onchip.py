@@ -6,8 +6,8 @@ Decides:  which dims go across the PE array (one to three cluster levels), the p
           spatial tiles, the per-PE tile and the innermost loop order, minimising the objective
           (``latency``: runtime then energy; ``energy``: energy then runtime; ``edp``) under
           MAESTRO's cost model.  Hard limits: exact MACs, L1 and L2; candidates within the NoC and
-          off-chip bandwidth rank before those that are not, unless the best of them is more than
-          ``BW_PRICE`` times worse than the best overall (MAESTRO's runtime includes the stalls).
+          off-chip bandwidth rank before those that are not (a busy array can always be throttled
+          into them by leaving units idle, and the search walks there when it must).
 Leaves:   ``ctx.onchip`` (an :class:`OnchipResult`: the choice, its metrics and the counts of the
           space before and after each pruning step); possibly a re-solved ``ctx.offchip``.
 
@@ -31,11 +31,11 @@ from passes import offchip as offchip_pass
 
 KEEP_UTILIZATION = 0.95   # structures within 5% of the best spatial utilisation are searched
 MAX_STRUCTURES = 6
-L2_BUDGETS = (1.0, 0.8, 0.6, 0.4, 0.25)   # fractions of L2 the off-chip tiles may use, tried in turn
+L2_BUDGETS = (1.0, 0.8, 0.6, 0.4, 0.25, 0.1, 0.03, 0.01)   # fractions of L2 the off-chip tiles may use
 WIDE_KEEP, WIDE_STRUCTURES = 0.0, 48   # the wider search when nothing fits the bandwidth
-BW_PRICE = 1.5            # within bandwidth first, unless that multiplies the objective by more
 SEEDS = 2                 # refinement starts from the best point of this many array structures
 ROUNDS = 4                # ... and takes at most this many improving steps from each
+BW_ROUNDS = 8             # ... plus at most this many while still over the bandwidth
 
 
 @dataclass(frozen=True)
@@ -91,8 +91,9 @@ class OnchipResult:
 def keys(scores, objective: str) -> list[tuple]:
     """Sort key per candidate (lower is better; None where it does not fit L1/L2 with exact MACs).
 
-    Candidates within the bandwidth limits come first: MAESTRO's runtime already includes
-    bandwidth stalls, but a mapping that stays within them is what the target promises."""
+    Candidates within the bandwidth limits come first, the rest by how far they overrun it:
+    MAESTRO's runtime already includes bandwidth stalls, but a mapping that stays within them is
+    what the target promises, and ranking overruns lets the refinement walk towards one."""
     out = []
     for i in range(len(scores.fits)):
         if not scores.fits[i]:
@@ -100,7 +101,7 @@ def keys(scores, objective: str) -> list[tuple]:
             continue
         rt, en = int(scores.runtime[i]), float(scores.energy[i])
         primary, secondary = {"energy": (en, rt), "edp": (rt * en, rt)}.get(objective, (rt, en))
-        out.append((not scores.bw_ok[i], primary, secondary))
+        out.append((max(1.0, float(scores.bw_over[i])), primary, secondary))
     return out
 
 
@@ -122,8 +123,7 @@ def search(ctx: Context, offchip, keep: float = KEEP_UTILIZATION, max_structures
     hw = chiplet_hw(target, op.output.element_bytes)
     structures = spatial_structures(view, l2_tile, target.num_pes, target.spatial_roles)
     if not structures:
-        raise InfeasibleError(f"no dim of {op.name} may go across the PEs of {target.name} "
-                              f"(allowed: {', '.join(target.spatial_roles or ())})")
+        return None     # every spreadable dim has L2 tile 1
     best_u = max(s.utilization for s in structures)
     kept = sorted((s for s in structures if s.utilization >= keep * best_u),
                   key=lambda s: (-s.utilization, len(s.levels), [(l.dim, l.units, l.tile) for l in s.levels]))
@@ -142,14 +142,25 @@ def search(ctx: Context, offchip, keep: float = KEEP_UTILIZATION, max_structures
         return None
     found = {c: k for c, k in zip(candidates, keys(scores, ctx.options.objective)) if k is not None}
     # Local refinement from the best seeds of distinct array structures: every per-PE and
-    # per-unit tile value and inner order one step away, until nothing improves.
+    # per-unit tile value and inner order one step away, until nothing improves.  The fastest
+    # structures seed it too, bandwidth aside: idling some of their units may beat the best
+    # point that is within the bandwidth already.
+    fastest = sorted(order, key=lambda i: (found[candidates[i]][1:], i))
     seeds: list[OnchipChoice] = []
-    for i in order:
-        if all(candidates[i].spatial != s.spatial for s in seeds) and len(seeds) < SEEDS:
-            seeds.append(candidates[i])
+    for ranking in (order, fastest) if found[candidates[fastest[0]]][0] > 1 else (order,):
+        picked: list[OnchipChoice] = []
+        for i in ranking:
+            if len(picked) < SEEDS and all(candidates[i].spatial != s.spatial for s in picked):
+                picked.append(candidates[i])
+        seeds += [c for c in picked if c not in seeds]
     refined = 0
     for current in seeds:
-        for _ in range(ROUNDS):
+        rounds, walks = ROUNDS, BW_ROUNDS     # steps while over the bandwidth use up ``walks``
+        while rounds and walks:
+            if found[current][0] > 1:
+                walks -= 1
+            else:
+                rounds -= 1
             near = [c for c in neighbours(view, l2_tile, current, hw.l1_size) if c not in found]
             near_scores = score_choices(view, l2_tile, dram_order, near, hw, deadline=deadline)
             complete &= near_scores.scored == len(near)
@@ -160,19 +171,12 @@ def search(ctx: Context, offchip, keep: float = KEEP_UTILIZATION, max_structures
                 break
             current = best_near
     ranked = sorted(found, key=lambda c: found[c])     # stable: generation order breaks ties
-    fastest = min(ranked, key=lambda c: found[c][1:])  # bandwidth ignored
-    if found[fastest][1] * BW_PRICE < found[ranked[0]][1]:
-        # Staying within the bandwidth would cost too much: MAESTRO's runtime already includes
-        # the stalls of the faster mapping, so take it (its report shows the overrun).
-        ranked.remove(fastest)
-        ranked.insert(0, fastest)
-
     def measured(c: OnchipChoice):
         return c, evaluate_layer(build_layer(view, l2_tile, dram_order, c, op.name), hw)
     return OnchipResult(choice=ranked[0], metrics=measured(ranked[0])[1],
                         structures=len(structures), structures_kept=len(kept), tilings=tilings,
                         candidates=len(candidates), refined=refined, feasible=len(found),
-                        within_bw=sum(1 for k in found.values() if not k[0]),
+                        within_bw=sum(1 for k in found.values() if k[0] == 1.0),
                         runner_up=measured(ranked[1]) if len(ranked) > 1 else None,
                         status="OPTIMAL-IN-SPACE" if complete else "FEASIBLE")
 
@@ -181,27 +185,40 @@ def run(ctx: Context) -> Context:
     """Search the on-chip subspace for the off-chip plan in ``ctx.offchip``.
 
     When no candidate of the usual space is within the NoC and off-chip bandwidth, a wider space
-    (every array structure's top, up to ``WIDE_STRUCTURES``) is searched and taken if it has one.
+    (every array structure's top, up to ``WIDE_STRUCTURES``) is searched, and on a layer with
+    strided rows the off-chip subspace is solved again with fewer rows per L2 tile (those rows
+    are level 0's units, so fewer of them means fewer PEs asking for data at once); the first
+    plan with a candidate within the bandwidth is taken.
 
     MAESTRO's L2 accounting can exceed the off-chip model's (it counts each unit's window halo
     separately on strided layers), so when no candidate fits, the off-chip subspace is solved
     again for a smaller L2 budget and the new plan replaces the old one (its report says so)."""
-    offchip = ctx.offchip
+    whole = MdcView(chiplet_op(ctx.op, ctx.offchip), ctx.mdc_form)
+    if not spatial_structures(whole, {d: ctx.op.extent(d) for d in whole.dims}, ctx.target.num_pes,
+                              ctx.target.spatial_roles):
+        raise InfeasibleError(f"no dim of {ctx.op.name} may go across the PEs of {ctx.target.name} "
+                              f"(allowed: {', '.join(ctx.target.spatial_roles or ())})")
+    fallback = None
     for budget in L2_BUDGETS:
-        if budget < 1:
-            smaller = replace(ctx.target, l2_bytes=int(ctx.target.l2_bytes * budget))
-            offchip = offchip_pass.run(replace(ctx, target=smaller)).offchip
-            offchip = replace(offchip, l2_capacity_bytes=ctx.target.l2_bytes, l2_budget=budget)
-        result = search(ctx, offchip)
-        if result is not None and not result.within_bw:
-            # Nothing within the bandwidth: the busiest structures starve the NoC or DRAM, so
-            # look further down the utilisation ranking before settling.
-            wide = search(ctx, offchip, WIDE_KEEP, WIDE_STRUCTURES)
-            if wide is not None and wide.within_bw:
-                result = wide
-        if result is not None:
-            ctx = ctx.note_search("onchip", result.candidates + result.refined, result.status)
-            return replace(ctx, offchip=offchip, onchip=result, stage=Stage.ONCHIP)
+        for offchip in _plans(ctx, budget):
+            result = search(ctx, offchip)
+            if result is not None and not result.within_bw:
+                # Nothing within the bandwidth: the busiest structures starve the NoC or DRAM, so
+                # look further down the utilisation ranking before settling.
+                wide = search(ctx, offchip, WIDE_KEEP, WIDE_STRUCTURES)
+                if wide is not None and wide.within_bw:
+                    result = wide
+            if result is not None and (result.within_bw or fallback is None):
+                fallback = (result, offchip)
+            if result is not None and result.within_bw:
+                break
+        if fallback is not None and fallback[0].within_bw:
+            break
+    if fallback is not None:
+        result, offchip = fallback
+        ctx = ctx.note_search("onchip", result.candidates + result.refined, result.status)
+        return replace(ctx, offchip=offchip, onchip=result, stage=Stage.ONCHIP)
+    offchip = ctx.offchip
     view = MdcView(chiplet_op(ctx.op, offchip), ctx.mdc_form)
     least = l1_footprint(view, {d: 1 if view.mdc_dim(d) not in ("R", "S") else ctx.op.extent(d)
                                 for d in view.dims})
@@ -212,3 +229,25 @@ def run(ctx: Context) -> Context:
     raise InfeasibleError(f"no on-chip mapping of {ctx.op.name} fits {ctx.target.name}'s L1 and L2 with "
                           f"exact MACs: {why}", file=ctx.target.source or None, place="l1_bytes_per_pe"
                           if least > l1 else "l2_bytes")
+
+
+def _plans(ctx: Context, budget: float):
+    """Off-chip plans to search for an L2 ``budget``: the off-chip pass's own, then (on a layer
+    whose strided rows are level 0's units) the same with ever fewer rows per L2 tile."""
+    target = ctx.target
+    if budget < 1:
+        target = replace(target, l2_bytes=int(target.l2_bytes * budget))
+    def solve(hints):
+        plan = ctx.offchip if budget == 1 and hints is ctx.offchip_hints else \
+            offchip_pass.run(replace(ctx, target=target, offchip_hints=hints)).offchip
+        return replace(plan, l2_capacity_bytes=ctx.target.l2_bytes, l2_budget=budget) if budget < 1 else plan
+    plan = solve(ctx.offchip_hints)
+    yield plan
+    view = MdcView(ctx.op, ctx.mdc_form)
+    if "Y" not in view.strided_windows():
+        return
+    rows = view.form.op_dim("Y")
+    caps = dict(ctx.offchip_hints.tile_caps)
+    for v in sorted((u for u in caps[rows] if u < plan.l2_tile[rows]), reverse=True):
+        fewer = tuple((d, tuple(u for u in c if u <= v) if d == rows else c) for d, c in caps.items())
+        yield solve(replace(ctx.offchip_hints, tile_caps=fewer))
