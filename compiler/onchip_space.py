@@ -173,11 +173,22 @@ def trip_tiles(chunk: int) -> list[int]:
     return sorted({-(-chunk // n) for n in range(1, chunk + 1)})
 
 
+EVERY_TILE_BELOW = 64   # chunks up to this size try every tile in refinement
+
+
+def step_tiles(chunk: int) -> list[int]:
+    """Tile values refinement tries over ``chunk``: every one for a small chunk (MAESTRO's edge
+    step can make a larger tile of the same trip count faster, e.g. 15 of 16), else
+    :func:`trip_tiles`."""
+    return list(range(1, chunk + 1)) if chunk <= EVERY_TILE_BELOW else trip_tiles(chunk)
+
+
 def neighbours(view: MdcView, l2_tile: dict[str, int], choice: OnchipChoice, l1_elements: int,
-               max_orders: int = 24) -> list[OnchipChoice]:
-    """Choices one step from ``choice``: one per-PE tile changed to any trip-count tile, the
-    per-unit tile of one level changed likewise (tiles below clamped), or another order of the
-    innermost loops that take more than one step.  Only those that fit L1 are returned."""
+               max_orders: int = 24, idle: bool = False) -> list[OnchipChoice]:
+    """Choices one step from ``choice``: one per-PE tile changed to any :func:`step_tiles` value,
+    the per-unit tile of one level changed likewise (or, with ``idle``, to fewer busy units; tiles
+    below clamped), or another order of the innermost loops that take more than one step.  Only
+    those that fit L1 are returned."""
     out: list[OnchipChoice] = []
     l1 = dict(choice.l1_tile)
 
@@ -199,16 +210,16 @@ def neighbours(view: MdcView, l2_tile: dict[str, int], choice: OnchipChoice, l1_
     for d in view.dims:
         if d == inner or view.mdc_dim(d) in ("R", "S"):
             continue
-        for v in trip_tiles(chunk[d]):
+        for v in step_tiles(chunk[d]):
             if v != l1[d]:
                 add(choice.spatial, {**l1, d: v}, choice.inner_order)
     for i, lvl in enumerate(choice.spatial):
         if choice.merged and i == 0:
             continue  # strided rows: one per unit, fixed by the off-chip tile
         above = chunks(choice.spatial[:i])[lvl.dim]
-        # Smaller tiles fold the level; larger ones leave units idle, which is how a mapping
-        # stays within a bandwidth that every busy unit would exceed.
-        for v in sorted(set(trip_tiles(-(-above // lvl.units))) | set(trip_tiles(above))):
+        # Smaller tiles fold the level; with ``idle``, larger ones leave units idle, which is how
+        # a mapping gets within a bandwidth that every busy unit would exceed.
+        for v in sorted(set(step_tiles(-(-above // lvl.units))) | set(trip_tiles(above) if idle else ())):
             if v != lvl.tile:
                 levels = choice.spatial[:i] + (SpatialLevel(lvl.dim, lvl.units, v),) + choice.spatial[i + 1:]
                 add(levels, l1, choice.inner_order)

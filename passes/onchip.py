@@ -48,6 +48,7 @@ class OnchipResult:
     structures_kept: int         # after the utilisation / restriction pruning
     tilings: int                 # per-PE tilings tried for the kept structures
     candidates: int              # tilings that fit L1, times loop orders: scored with the cost model
+    seeds: int                   # array structures the refinement started from
     refined: int                 # neighbours scored by the local refinement
     feasible: int                # scored candidates within L1/L2 with exact MACs
     within_bw: int               # ... and within NoC/off-chip bandwidth
@@ -67,7 +68,7 @@ class OnchipResult:
                  f"{1 - KEEP_UTILIZATION:.0%} of the best, the target's spatial-dim restrictions).",
                  f"Their per-PE tilings: {self.tilings:,}; those that fit L1, times loop orders, gave "
                  f"{self.candidates:,} candidates, all scored with the cost model, and refining the best "
-                 f"of {SEEDS} structures tile by tile and order by order scored {self.refined:,} more "
+                 f"of {self.seeds} structures tile by tile and order by order scored {self.refined:,} more "
                  f"({self.status}); "
                  f"{self.feasible:,} fit L1 and L2 with exact MACs, {self.within_bw:,} of them also the "
                  "NoC and off-chip bandwidth.",
@@ -161,7 +162,8 @@ def search(ctx: Context, offchip, keep: float = KEEP_UTILIZATION, max_structures
                 walks -= 1
             else:
                 rounds -= 1
-            near = [c for c in neighbours(view, l2_tile, current, hw.l1_size) if c not in found]
+            near = [c for c in neighbours(view, l2_tile, current, hw.l1_size, idle=found[current][0] > 1)
+                    if c not in found]
             near_scores = score_choices(view, l2_tile, dram_order, near, hw, deadline=deadline)
             complete &= near_scores.scored == len(near)
             refined += len(near)
@@ -175,7 +177,7 @@ def search(ctx: Context, offchip, keep: float = KEEP_UTILIZATION, max_structures
         return c, evaluate_layer(build_layer(view, l2_tile, dram_order, c, op.name), hw)
     return OnchipResult(choice=ranked[0], metrics=measured(ranked[0])[1],
                         structures=len(structures), structures_kept=len(kept), tilings=tilings,
-                        candidates=len(candidates), refined=refined, feasible=len(found),
+                        candidates=len(candidates), seeds=len(seeds), refined=refined, feasible=len(found),
                         within_bw=sum(1 for k in found.values() if k[0] == 1.0),
                         runner_up=measured(ranked[1]) if len(ranked) > 1 else None,
                         status="OPTIMAL-IN-SPACE" if complete else "FEASIBLE")
