@@ -16,7 +16,9 @@ SMALL = {
     "strided": ("O[n,k,p,q] += I[n,c,2*p+r,2*q+s] * W[k,c,r,s]", dict(n=1, k=8, c=4, p=5, q=5, r=3, s=3)),
     "proj": ("O[n,k,p,q] += I[n,c,2*p,2*q] * W[k,c]", dict(n=1, k=16, c=8, p=4, q=4)),
     "dw": ("O[n,c,p,q] += I[n,c,p+r,q+s] * W[c,r,s]", dict(n=1, c=16, p=7, q=7, r=3, s=3)),
+    "dw_strided": ("O[n,c,p,q] += I[n,c,2*p+r,2*q+s] * W[c,r,s]", dict(n=1, c=32, p=8, q=8, r=3, s=3)),
     "gemm": ("O[m,n] += I[m,k] * W[k,n]", dict(m=13, n=24, k=17)),
+    "gemv": ("O[m,n] += I[m,k] * W[k,n]", dict(m=1, n=64, k=48)),     # one use per weight
     "heads": ("O[h,i,j] += Q[h,i,d] * KT[h,d,j]", dict(h=2, i=8, j=8, d=16)),
     "gconv": ("O[n,g,k,p,q] += I[n,g,c,p+r,q+s] * W[g,k,c,r,s]", dict(n=1, g=4, k=4, c=4, p=5, q=5, r=3, s=3)),
 }
@@ -52,6 +54,11 @@ def test_written_mapping_is_clean_exact_and_measured(name, write, run_cli, tmp_p
     assert report["metrics"]["l1_elements"] == max(m.l1_elements for m in per_layer) <= hw.l1_size
     assert report["metrics"]["l2_elements"] == max(m.l2_elements for m in per_layer) <= hw.l2_size
     assert report["bounds"]["roofline_cycles"] <= report["metrics"]["runtime_cycles"]
+    # ... and within the NoC and off-chip bandwidth (8 and 4 elements/cycle: the strided depthwise
+    # conv's busiest mappings want 16, so it must leave PEs idle)
+    assert not check_file(mdc, hw), check_file(mdc, hw)
+    assert report["metrics"]["noc_bw_required"] <= hw.noc_bw
+    assert report["metrics"]["offchip_bw_required"] <= hw.offchip_bw
     assert {p["name"] for p in report["passes"]} >= {"frontend", "conformance", "mdc-limits", "offchip",
                                                      "onchip", "mdc-emit"}
 
