@@ -231,11 +231,10 @@ def main() -> int:
             "`ctx.lowered.metrics[\"runtime_cycles\"]`.  Bold marks a mismatch or a limit exceeded.", "",
             "## Summary", ""] + summary(rows, targets)
     text += ["", "MAESTRO never rejects a mapping for its limits: it only warns, and its runtime already includes the "
-             "stalls of a bandwidth overrun.  mapc ranks candidates within the bandwidth limits first and falls back "
-             "to the fastest one that fits L1/L2 with exact MACs when its on-chip space has none, or when the "
-             "best within them is more than 1.5x slower "
-             "(`docs/quality-bench.md` says whether random or exhaustive search found a within-bandwidth mapping "
-             "there).", "", "## Findings", ""]
+             "stalls of a bandwidth overrun.  mapc ranks candidates within the bandwidth limits first, whatever "
+             "they cost: where every busy PE would overrun them it leaves PEs idle (larger per-unit tiles, fewer "
+             "rows per L2 tile, smaller L2 tiles) until the mapping fits, and only if its search finds no such "
+             "mapping does it fall back to the one that overruns them least.", "", "## Findings", ""]
     if bad:
         for r in bad:
             what = []

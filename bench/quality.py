@@ -467,7 +467,7 @@ def write(rows: list[dict], exh: list[dict], targets: list[str], args, elapsed: 
         L += ["## Exhaustive search on small ops", "",
               "For mapc's L2 tiling of each op, every array structure (one, two or three spread dims in every order x "
               "every split of the PEs into that many cluster sizes above 1 whose product is the PE count x every "
-              "per-unit tile of every level), every per-PE tile 1..chunk of each non-spatial dim that fits L1, and every order of the "
+              "per-unit tile 1..ceil(chunk/units) of every level; mapc may also idle units, which none of these ops needed), every per-PE tile 1..chunk of each non-spatial dim that fits L1, and every order of the "
               "innermost level's dims that take more than one step (dims with a single step are placed outermost: "
               "their position does not change a single-step loop) were scored with the vectorised cost model; "
               "the optimum uses mapc's ranking (fits L1/L2 with exact MACs, within bandwidth first, runtime then "
