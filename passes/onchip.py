@@ -54,6 +54,7 @@ class OnchipResult:
     within_bw: int               # ... and within NoC/off-chip bandwidth
     runner_up: tuple[OnchipChoice, Metrics] | None
     status: str
+    held_back: bool = False      # the fastest candidate found was over the bandwidth
 
     def pretty(self) -> str:
         m = self.metrics
@@ -180,7 +181,8 @@ def search(ctx: Context, offchip, keep: float = KEEP_UTILIZATION, max_structures
                         candidates=len(candidates), seeds=len(seeds), refined=refined, feasible=len(found),
                         within_bw=sum(1 for k in found.values() if k[0] == 1.0),
                         runner_up=measured(ranked[1]) if len(ranked) > 1 else None,
-                        status="OPTIMAL-IN-SPACE" if complete else "FEASIBLE")
+                        status="OPTIMAL-IN-SPACE" if complete else "FEASIBLE",
+                        held_back=min(found.values(), key=lambda k: k[1:])[0] > 1)
 
 
 def run(ctx: Context) -> Context:
@@ -188,9 +190,10 @@ def run(ctx: Context) -> Context:
 
     When no candidate of the usual space is within the NoC and off-chip bandwidth, a wider space
     (every array structure's top, up to ``WIDE_STRUCTURES``) is searched, and on a layer with
-    strided rows the off-chip subspace is solved again with fewer rows per L2 tile (those rows
-    are level 0's units, so fewer of them means fewer PEs asking for data at once); the first
-    plan with a candidate within the bandwidth is taken.
+    strided rows the off-chip subspace is solved again for every other allowed number of rows per
+    L2 tile (those rows are level 0's units: fewer ask less of the NoC at once, more share the
+    weights of one L2 tile); the best plan with a candidate within the bandwidth is taken, and if
+    no plan has one, the L2 budget shrinks as below.
 
     MAESTRO's L2 accounting can exceed the off-chip model's (it counts each unit's window halo
     separately on strided layers), so when no candidate fits, the off-chip subspace is solved
@@ -202,6 +205,7 @@ def run(ctx: Context) -> Context:
                               f"(allowed: {', '.join(ctx.target.spatial_roles or ())})")
     fallback = None
     for budget in L2_BUDGETS:
+        fitting = []
         for offchip in _plans(ctx, budget):
             result = search(ctx, offchip)
             if result is not None and not result.within_bw:
@@ -210,11 +214,14 @@ def run(ctx: Context) -> Context:
                 wide = search(ctx, offchip, WIDE_KEEP, WIDE_STRUCTURES)
                 if wide is not None and wide.within_bw:
                     result = wide
-            if result is not None and (result.within_bw or fallback is None):
+            if result is not None and fallback is None:
                 fallback = (result, offchip)
             if result is not None and result.within_bw:
-                break
-        if fallback is not None and fallback[0].within_bw:
+                fitting.append((result, offchip))
+                if result is fallback[0] and not result.held_back:
+                    break       # the off-chip pass's own plan fits at full speed
+        if fitting:
+            fallback = min(fitting, key=lambda f: _objective(f[0].metrics, ctx.options.objective))
             break
     if fallback is not None:
         result, offchip = fallback
@@ -235,21 +242,34 @@ def run(ctx: Context) -> Context:
 
 def _plans(ctx: Context, budget: float):
     """Off-chip plans to search for an L2 ``budget``: the off-chip pass's own, then (on a layer
-    whose strided rows are level 0's units) the same with ever fewer rows per L2 tile."""
+    whose strided rows are level 0's units) one per other allowed number of rows per L2 tile."""
     target = ctx.target
     if budget < 1:
         target = replace(target, l2_bytes=int(target.l2_bytes * budget))
     def solve(hints):
-        plan = ctx.offchip if budget == 1 and hints is ctx.offchip_hints else \
-            offchip_pass.run(replace(ctx, target=target, offchip_hints=hints)).offchip
+        if budget == 1 and hints is ctx.offchip_hints:
+            return ctx.offchip
+        try:
+            plan = offchip_pass.run(replace(ctx, target=target, offchip_hints=hints)).offchip
+        except InfeasibleError:
+            return None         # this budget cannot hold even the smallest tiles
         return replace(plan, l2_capacity_bytes=ctx.target.l2_bytes, l2_budget=budget) if budget < 1 else plan
     plan = solve(ctx.offchip_hints)
+    if plan is None:
+        return
     yield plan
     view = MdcView(ctx.op, ctx.mdc_form)
     if "Y" not in view.strided_windows():
         return
     rows = view.form.op_dim("Y")
     caps = dict(ctx.offchip_hints.tile_caps)
-    for v in sorted((u for u in caps[rows] if u < plan.l2_tile[rows]), reverse=True):
-        fewer = tuple((d, tuple(u for u in c if u <= v) if d == rows else c) for d, c in caps.items())
-        yield solve(replace(ctx.offchip_hints, tile_caps=fewer))
+    for v in sorted((u for u in caps[rows] if u != plan.l2_tile[rows]), reverse=True):
+        only = tuple((d, (v,) if d == rows else c) for d, c in caps.items())
+        if (other := solve(replace(ctx.offchip_hints, tile_caps=only))) is not None:
+            yield other
+
+
+def _objective(m: Metrics, objective: str) -> tuple:
+    """Sort key of measured metrics under ``objective`` (lower is better), as :func:`keys`."""
+    rt, en = m.runtime_cycles, m.energy_mac_units
+    return {"energy": (en, rt), "edp": (rt * en, rt)}.get(objective, (rt, en))
