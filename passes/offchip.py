@@ -140,7 +140,7 @@ class OffchipSchedule:
                 f"{self.compulsory_elements:,} (each tensor once): {self.ratio:.3f}x; the tiles use "
                 f"{self.l2_bytes_used:,} of {self.l2_capacity_bytes:,} L2 bytes double-buffered"
                 + (f" (the MDC backend re-solved with the tiles limited to {self.l2_budget:.0%} of L2: "
-                   "MAESTRO's buffer accounting did not fit the first plan)." if self.l2_budget < 1 else "."))
+                   "MAESTRO's buffer accounting or the bandwidth limits did not fit the first plan)." if self.l2_budget < 1 else "."))
 
 
 def _tie_dims(model: om.TrafficModel) -> list[str]:

@@ -54,7 +54,8 @@ class OnchipResult:
     within_bw: int               # ... and within NoC/off-chip bandwidth
     runner_up: tuple[OnchipChoice, Metrics] | None
     status: str
-    held_back: bool = False      # the fastest candidate found was over the bandwidth
+    held_back: tuple[OnchipChoice, Metrics] | None = None   # the fastest, if over the bandwidth
+    replanned: str = ""          # why the off-chip plan was solved again, if it was
 
     def pretty(self) -> str:
         m = self.metrics
@@ -74,6 +75,14 @@ class OnchipResult:
                  f"{self.feasible:,} fit L1 and L2 with exact MACs, {self.within_bw:,} of them also the "
                  "NoC and off-chip bandwidth.",
                  self.pretty()]
+        if self.replanned:
+            lines.append(self.replanned)
+        if self.held_back and self.within_bw:
+            choice, m = self.held_back
+            lines.append(f"Staying within the bandwidth costs {self.metrics.runtime_cycles / m.runtime_cycles:.2f}x "
+                         f"the runtime: the fastest candidate, {choice.describe()}, takes "
+                         f"{m.runtime_cycles:,} cycles but asks for {m.noc_bw_required} (NoC) and "
+                         f"{m.offchip_bw_required} (off-chip) elements/cycle.")
         if self.runner_up:
             choice, m = self.runner_up
             lines.append(f"Runner-up: {choice.describe()} at {m.runtime_cycles:,} cycles and "
@@ -174,6 +183,7 @@ def search(ctx: Context, offchip, keep: float = KEEP_UTILIZATION, max_structures
                 break
             current = best_near
     ranked = sorted(found, key=lambda c: found[c])     # stable: generation order breaks ties
+    fastest = min(ranked, key=lambda c: found[c][1:])
     def measured(c: OnchipChoice):
         return c, evaluate_layer(build_layer(view, l2_tile, dram_order, c, op.name), hw)
     return OnchipResult(choice=ranked[0], metrics=measured(ranked[0])[1],
@@ -182,7 +192,7 @@ def search(ctx: Context, offchip, keep: float = KEEP_UTILIZATION, max_structures
                         within_bw=sum(1 for k in found.values() if k[0] == 1.0),
                         runner_up=measured(ranked[1]) if len(ranked) > 1 else None,
                         status="OPTIMAL-IN-SPACE" if complete else "FEASIBLE",
-                        held_back=min(found.values(), key=lambda k: k[1:])[0] > 1)
+                        held_back=measured(fastest) if found[fastest][0] > 1 else None)
 
 
 def run(ctx: Context) -> Context:
@@ -203,7 +213,7 @@ def run(ctx: Context) -> Context:
                               ctx.target.spatial_roles):
         raise InfeasibleError(f"no dim of {ctx.op.name} may go across the PEs of {ctx.target.name} "
                               f"(allowed: {', '.join(ctx.target.spatial_roles or ())})")
-    fallback = None
+    fallback = first = None
     for budget in L2_BUDGETS:
         fitting = []
         for offchip in _plans(ctx, budget):
@@ -215,7 +225,7 @@ def run(ctx: Context) -> Context:
                 if wide is not None and wide.within_bw:
                     result = wide
             if result is not None and fallback is None:
-                fallback = (result, offchip)
+                fallback = first = (result, offchip)
             if result is not None and result.within_bw:
                 fitting.append((result, offchip))
                 if result is fallback[0] and not result.held_back:
@@ -225,6 +235,14 @@ def run(ctx: Context) -> Context:
             break
     if fallback is not None:
         result, offchip = fallback
+        if first[1] is not offchip:
+            was, m = first[1], first[0].metrics
+            tiles = ", ".join(f"{d}={t}" for d, t in offchip.l2_tile.items() if was.l2_tile.get(d) != t)
+            result = replace(result, replanned=(
+                f"The off-chip plan was solved again: with its own L2 tiles the best on-chip mapping "
+                f"{'took' if first[0].within_bw else 'exceeded the bandwidth at'} {m.runtime_cycles:,} cycles; "
+                f"with {tiles or 'the same tiles'} (L2 budget {offchip.l2_budget:.0%}) it is within the "
+                f"bandwidth at {result.metrics.runtime_cycles:,}."))
         ctx = ctx.note_search("onchip", result.candidates + result.refined, result.status)
         return replace(ctx, offchip=offchip, onchip=result, stage=Stage.ONCHIP)
     offchip = ctx.offchip

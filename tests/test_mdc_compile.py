@@ -105,6 +105,24 @@ def test_explain_shows_onchip_and_mdc(run_cli):
     assert "on-chip subspace" in out and "Runner-up" in out and "TemporalMap" in out
 
 
+def test_explain_states_what_the_bandwidth_limits_cost(run_cli, tmp_path):
+    """A GEMV on cloud: the fastest mapping asks for more than 64 elements/cycle from DRAM, so
+    mapc idles PEs; ResNet-50 conv1 on edge fits only with another number of rows per L2 tile."""
+    import re
+    from conftest import EXAMPLES
+    code, out, _ = run_cli("explain", EXAMPLES / "gemv.yaml", "--target", "cloud")
+    assert code == 0
+    cost = re.search(r"Staying within the bandwidth costs ([\d.]+)x the runtime: .* takes ([\d,]+) cycles "
+                     r"but asks for (\d+) \(NoC\) and (\d+) \(off-chip\)", out)
+    assert cost and float(cost[1]) >= 1 and int(cost[4]) > 64, out
+    report = compile_to(run_cli, EXAMPLES / "gemv.yaml", "cloud", tmp_path / "gemv")
+    assert report["metrics"]["offchip_bw_required"] <= 64
+    fastest = int(cost[2].replace(",", ""))
+    assert abs(report["metrics"]["runtime_cycles"] / fastest - float(cost[1])) < 0.005
+    code, out, _ = run_cli("explain", EXAMPLES / "conv_strided.yaml", "--target", "edge")
+    assert code == 0 and "The off-chip plan was solved again" in out, out
+
+
 def test_l1_too_small_for_a_whole_filter_names_the_key(write, run_cli, tmp_path):
     """MDC keeps whole filter taps per PE: a 3x3 conv needs 2*(9+9+9) = 54 L1 elements as
     MAESTRO counts them (the output takes the input-side window size)."""
