@@ -214,11 +214,17 @@ def run(ctx: Context) -> Context:
         raise InfeasibleError(f"no dim of {ctx.op.name} may go across the PEs of {ctx.target.name} "
                               f"(allowed: {', '.join(ctx.target.spatial_roles or ())})")
     fallback = first = None
+    searched: set[tuple] = set()    # smaller budgets often give a plan already searched
     for budget in L2_BUDGETS:
         fitting = []
         for offchip in _plans(ctx, budget):
+            plan = (tuple(offchip.l2_tile.items()), tuple(offchip.order), tuple(offchip.chiplet_split),
+                    tuple(sorted(offchip.part_extents.items())) if offchip.chiplet_split else ())
+            if plan in searched:
+                continue
+            searched.add(plan)
             result = search(ctx, offchip)
-            if result is not None and not result.within_bw:
+            if result is not None and not result.within_bw and result.structures_kept < result.structures:
                 # Nothing within the bandwidth: the busiest structures starve the NoC or DRAM, so
                 # look further down the utilisation ranking before settling.
                 wide = search(ctx, offchip, WIDE_KEEP, WIDE_STRUCTURES)
