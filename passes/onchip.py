@@ -36,6 +36,7 @@ WIDE_KEEP, WIDE_STRUCTURES = 0.0, 48   # the wider search when nothing fits the 
 SEEDS = 2                 # refinement starts from the best point of this many array structures
 ROUNDS = 4                # ... and takes at most this many improving steps from each
 BW_ROUNDS = 8             # ... plus at most this many while still over the bandwidth
+REPLAN_ABOVE = 1.1        # other off-chip plans are tried when the bandwidth costs more than this
 
 
 @dataclass(frozen=True)
@@ -198,57 +199,74 @@ def search(ctx: Context, offchip, keep: float = KEEP_UTILIZATION, max_structures
 def run(ctx: Context) -> Context:
     """Search the on-chip subspace for the off-chip plan in ``ctx.offchip``.
 
-    When no candidate of the usual space is within the NoC and off-chip bandwidth, a wider space
-    (every array structure's top, up to ``WIDE_STRUCTURES``) is searched, and on a layer with
-    strided rows the off-chip subspace is solved again for every other allowed number of rows per
-    L2 tile (those rows are level 0's units: fewer ask less of the NoC at once, more share the
-    weights of one L2 tile); the best plan with a candidate within the bandwidth is taken, and if
-    no plan has one, the L2 budget shrinks as below.
-
     MAESTRO's L2 accounting can exceed the off-chip model's (it counts each unit's window halo
-    separately on strided layers), so when no candidate fits, the off-chip subspace is solved
-    again for a smaller L2 budget and the new plan replaces the old one (its report says so)."""
+    separately on strided layers), so when no candidate fits L1/L2, the off-chip subspace is
+    solved again for ever smaller L2 budgets (``L2_BUDGETS``) and the new plan replaces the old
+    one (its report says so).
+
+    When staying within the NoC and off-chip bandwidth holds the fastest mapping back, a wider
+    space (every array structure's top, up to ``WIDE_STRUCTURES``) is searched if nothing was
+    within them, and on a layer with strided rows the off-chip subspace is solved for every other
+    allowed number of rows per L2 tile too (those rows are level 0's units: fewer ask less of the
+    NoC at once, more share the weights of one L2 tile), each at the largest budget MAESTRO's L2
+    accounting accepts; the best within the bandwidth is taken.  If none is, the budgets keep
+    shrinking until one is: smaller L2 tiles mean fewer busy units per step."""
     whole = MdcView(chiplet_op(ctx.op, ctx.offchip), ctx.mdc_form)
     if not spatial_structures(whole, {d: ctx.op.extent(d) for d in whole.dims}, ctx.target.num_pes,
                               ctx.target.spatial_roles):
         raise InfeasibleError(f"no dim of {ctx.op.name} may go across the PEs of {ctx.target.name} "
                               f"(allowed: {', '.join(ctx.target.spatial_roles or ())})")
-    fallback = first = None
-    searched: set[tuple] = set()    # smaller budgets often give a plan already searched
-    for budget in L2_BUDGETS:
-        fitting = []
-        for offchip in _plans(ctx, budget):
-            plan = (tuple(offchip.l2_tile.items()), tuple(offchip.order), tuple(offchip.chiplet_split),
-                    tuple(sorted(offchip.part_extents.items())) if offchip.chiplet_split else ())
-            if plan in searched:
-                continue
-            searched.add(plan)
-            result = search(ctx, offchip)
+    memo: dict[tuple, tuple[OnchipResult, object] | None] = {}   # budgets often repeat a plan
+
+    def attempt(hints, budget: float):
+        plan = _solve(ctx, hints, budget)
+        if plan is None:
+            return None
+        key = (tuple(plan.l2_tile.items()), tuple(plan.order), tuple(plan.chiplet_split),
+               tuple(sorted(plan.part_extents.items())) if plan.chiplet_split else ())
+        if key not in memo:
+            result = search(ctx, plan)
             if result is not None and not result.within_bw and result.structures_kept < result.structures:
                 # Nothing within the bandwidth: the busiest structures starve the NoC or DRAM, so
                 # look further down the utilisation ranking before settling.
-                wide = search(ctx, offchip, WIDE_KEEP, WIDE_STRUCTURES)
+                wide = search(ctx, plan, WIDE_KEEP, WIDE_STRUCTURES)
                 if wide is not None and wide.within_bw:
                     result = wide
-            if result is not None and fallback is None:
-                fallback = first = (result, offchip)
-            if result is not None and result.within_bw:
-                fitting.append((result, offchip))
-                if result is fallback[0] and not result.held_back:
-                    break       # the off-chip pass's own plan fits at full speed
+            memo[key] = None if result is None else (result, plan)
+        return memo[key]
+
+    def largest_budget(hints) -> tuple[int, tuple | None]:
+        for i, budget in enumerate(L2_BUDGETS):
+            if (found := attempt(hints, budget)) is not None:
+                return i, found
+        return len(L2_BUDGETS), None
+
+    def best(tried):
+        return min(tried, key=lambda t: _objective(t[2][0].metrics, ctx.options.objective), default=None)
+
+    variants = _hint_variants(ctx)
+    reached, first = largest_budget(variants[0])
+    chosen = first
+    if first is not None and (not first[0].within_bw or _held_back_cost(first[0]) > REPLAN_ABOVE):
+        tried = [(variants[0], reached, first)] + [(h, *largest_budget(h)) for h in variants[1:]]
+        fitting = [t for t in tried if t[2] is not None and t[2][0].within_bw]
         if fitting:
-            fallback = min(fitting, key=lambda f: _objective(f[0].metrics, ctx.options.objective))
-            break
-    if fallback is not None:
-        result, offchip = fallback
-        if first[1] is not offchip:
-            was, m = first[1], first[0].metrics
-            tiles = ", ".join(f"{d}={t}" for d, t in offchip.l2_tile.items() if was.l2_tile.get(d) != t)
-            result = replace(result, replanned=(
-                f"The off-chip plan was solved again: with its own L2 tiles the best on-chip mapping "
-                f"{'took' if first[0].within_bw else 'exceeded the bandwidth at'} {m.runtime_cycles:,} cycles; "
-                f"with {tiles or 'the same tiles'} (L2 budget {offchip.l2_budget:.0%}) it is within the "
-                f"bandwidth at {result.metrics.runtime_cycles:,}."))
+            # Smaller L2 tiles of the best plan's kind may beat idling PEs: fewer units are busy
+            # per step for the same bandwidth, but none of them idles.
+            hints, i, _ = best(fitting)
+            fitting += [(hints, j, f) for j in range(i + 1, len(L2_BUDGETS))
+                        if (f := attempt(hints, L2_BUDGETS[j])) is not None and f[0].within_bw]
+        for j in range(reached + 1, len(L2_BUDGETS)) if not fitting else ():
+            fitting = [(h, j, f) for h in variants if (f := attempt(h, L2_BUDGETS[j])) is not None
+                       and f[0].within_bw]
+            if fitting:
+                break
+        if fitting:
+            chosen = best(fitting)[2]
+    if chosen is not None:
+        result, offchip = chosen
+        if offchip is not ctx.offchip:
+            result = replace(result, replanned=_replanned(ctx, first, chosen))
         ctx = ctx.note_search("onchip", result.candidates + result.refined, result.status)
         return replace(ctx, offchip=offchip, onchip=result, stage=Stage.ONCHIP)
     offchip = ctx.offchip
@@ -264,33 +282,53 @@ def run(ctx: Context) -> Context:
                           if least > l1 else "l2_bytes")
 
 
-def _plans(ctx: Context, budget: float):
-    """Off-chip plans to search for an L2 ``budget``: the off-chip pass's own, then (on a layer
-    whose strided rows are level 0's units) one per other allowed number of rows per L2 tile."""
-    target = ctx.target
-    if budget < 1:
-        target = replace(target, l2_bytes=int(target.l2_bytes * budget))
-    def solve(hints):
-        if budget == 1 and hints is ctx.offchip_hints:
-            return ctx.offchip
-        try:
-            plan = offchip_pass.run(replace(ctx, target=target, offchip_hints=hints)).offchip
-        except InfeasibleError:
-            return None         # this budget cannot hold even the smallest tiles
-        return replace(plan, l2_capacity_bytes=ctx.target.l2_bytes, l2_budget=budget) if budget < 1 else plan
-    plan = solve(ctx.offchip_hints)
-    if plan is None:
-        return
-    yield plan
+def _held_back_cost(result: OnchipResult) -> float:
+    """How many times slower the chosen mapping is than the fastest one, which is over the bandwidth."""
+    if result.held_back is None:
+        return 1.0
+    return result.metrics.runtime_cycles / result.held_back[1].runtime_cycles
+
+
+def _hint_variants(ctx: Context) -> list:
+    """The off-chip hints to try: the mdc-limits pass's own, then (on a layer whose strided rows
+    are level 0's units) one per other allowed number of rows per L2 tile."""
+    hints = ctx.offchip_hints
     view = MdcView(ctx.op, ctx.mdc_form)
     if "Y" not in view.strided_windows():
-        return
+        return [hints]
     rows = view.form.op_dim("Y")
-    caps = dict(ctx.offchip_hints.tile_caps)
-    for v in sorted((u for u in caps[rows] if u != plan.l2_tile[rows]), reverse=True):
-        only = tuple((d, (v,) if d == rows else c) for d, c in caps.items())
-        if (other := solve(replace(ctx.offchip_hints, tile_caps=only))) is not None:
-            yield other
+    caps = dict(hints.tile_caps)
+    return [hints] + [replace(hints, tile_caps=tuple((d, (v,) if d == rows else c) for d, c in caps.items()))
+                      for v in sorted((u for u in caps[rows] if u != ctx.offchip.l2_tile[rows]), reverse=True)]
+
+
+def _solve(ctx: Context, hints, budget: float):
+    """The off-chip plan for ``hints`` with the L2 tiles limited to ``budget`` of L2, or None
+    when that cannot hold even the smallest tiles."""
+    if budget == 1 and hints is ctx.offchip_hints:
+        return ctx.offchip
+    target = replace(ctx.target, l2_bytes=int(ctx.target.l2_bytes * budget))
+    try:
+        plan = offchip_pass.run(replace(ctx, target=target, offchip_hints=hints)).offchip
+    except InfeasibleError:
+        return None
+    return replace(plan, l2_capacity_bytes=ctx.target.l2_bytes, l2_budget=budget) if budget < 1 else plan
+
+
+def _replanned(ctx: Context, first, chosen) -> str:
+    """Why the plan in ``chosen`` replaced the off-chip pass's own (``first``: what that gave)."""
+    offchip = chosen[1]
+    tiles = ", ".join(f"{d}={t}" for d, t in offchip.l2_tile.items() if ctx.offchip.l2_tile.get(d) != t)
+    if first[1] is offchip:
+        before = "did not fit L1/L2 as MAESTRO counts them"
+    else:
+        m = first[0].metrics
+        before = (f"{'took' if first[0].within_bw else 'exceeded the bandwidth at'} {m.runtime_cycles:,} "
+                  f"cycles" + (f" (L2 budget {first[1].l2_budget:.0%})" if first[1].l2_budget < 1 else ""))
+    return (f"The off-chip plan was solved again: with its own L2 tiles the best on-chip mapping {before}; "
+            f"with {tiles or 'the same tiles'} (L2 budget {offchip.l2_budget:.0%}) it "
+            f"{'is within the bandwidth at' if chosen[0].within_bw else 'takes'} "
+            f"{chosen[0].metrics.runtime_cycles:,}.")
 
 
 def _objective(m: Metrics, objective: str) -> tuple:

@@ -53,7 +53,9 @@ def test_written_mapping_is_clean_exact_and_measured(name, write, run_cli, tmp_p
     assert report["metrics"]["runtime_cycles"] == sum(m.runtime_cycles for m in per_layer)
     assert report["metrics"]["l1_elements"] == max(m.l1_elements for m in per_layer) <= hw.l1_size
     assert report["metrics"]["l2_elements"] == max(m.l2_elements for m in per_layer) <= hw.l2_size
-    assert report["bounds"]["roofline_cycles"] <= report["metrics"]["runtime_cycles"]
+    # no mapping beats the compute bound (the DRAM one adds reads and writes, which MAESTRO
+    # overlaps, so a DRAM-bound op like the GEMV can come in under it)
+    assert report["bounds"]["compute_cycles"] <= report["metrics"]["runtime_cycles"]
     # ... and within the NoC and off-chip bandwidth (8 and 4 elements/cycle: the strided depthwise
     # conv's busiest mappings want 16, so it must leave PEs idle)
     assert not check_file(mdc, hw), check_file(mdc, hw)
