@@ -423,7 +423,7 @@ def write(rows: list[dict], exh: list[dict], targets: list[str], args, elapsed: 
          "max(compute, compulsory DRAM traffic / off-chip BW)).  *Fit* = L1, L2, NoC BW and off-chip BW "
          "requirements all within the target's limits (per chiplet).  Compile time = wall time of "
          "`run_pipeline` (two layers compile at once on the two cores).", "",
-         "Issue targets: median compile <= 0.5 s per layer; every mapping fits all limits; median "
+         "Quality targets: median compile <= 0.5 s per layer; every mapping fits all limits; median "
          "runtime/roofline <= 1.15 on edge and cloud; never slower than the best shipped dataflow that fits; "
          "exhaustive gap <= 2 %.", "",
          "## Summary", ""] + summary_table(rows, targets)
@@ -432,8 +432,8 @@ def write(rows: list[dict], exh: list[dict], targets: list[str], args, elapsed: 
           "one fits.  *ignoring BW*: the same against the fastest shipped dataflow with exact MACs within L1/L2, whatever its "
           "bandwidth (MAESTRO only warns; its runtime includes the stalls).  *random*: best fitting candidate found by random search in 10x mapc's compile time / "
           "mapc's runtime (< 1 means random search beat mapc).", ""]
-    # issue targets per target
-    L += ["## Issue targets", ""]
+    # the quality targets per target
+    L += ["## Quality targets", ""]
     for t in targets:
         rs = [r for r in rows if r["target"] == t]
         ok = [r for r in rs if r["status"] == "ok" and "runtime" in r]
