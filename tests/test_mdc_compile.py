@@ -107,6 +107,22 @@ def test_explain_shows_onchip_and_mdc(run_cli):
     assert "on-chip subspace" in out and "Runner-up" in out and "TemporalMap" in out
 
 
+def test_objective_trades_runtime_for_energy(write, run_cli, tmp_path):
+    """On the GEMV the three objectives pick three mappings, each best at what it minimises."""
+    op, target = op_file(write, "gemv"), write("small.yaml", TARGET)
+    got = {}
+    for objective in ("latency", "energy", "edp"):
+        code, _, err = run_cli("compile", op, "--target", target, "-o", tmp_path / objective,
+                               "--objective", objective)
+        assert code == 0, err
+        m = json.loads((tmp_path / objective / "gemv.report.json").read_text())["metrics"]
+        got[objective] = (m["runtime_cycles"], m["energy_mac_units"])
+    assert len(set(got.values())) == 3, got
+    assert got["latency"][0] == min(rt for rt, _ in got.values())
+    assert got["energy"][1] == min(en for _, en in got.values())
+    assert math.prod(got["edp"]) == min(math.prod(v) for v in got.values())
+
+
 def test_explain_states_what_the_bandwidth_limits_cost(run_cli, tmp_path):
     """A GEMV on cloud: the fastest mapping asks for more than 64 elements/cycle from DRAM, so
     mapc idles PEs; ResNet-50 conv1 on edge fits only with another number of rows per L2 tile."""
