@@ -100,6 +100,12 @@ class OnchipResult:
             "solver_status": self.status}}
 
 
+def objective_key(runtime: int, energy: float, objective: str) -> tuple:
+    """(primary, secondary) of ``--objective``, lower is better: latency is runtime then energy,
+    energy the reverse, edp their product then runtime."""
+    return {"energy": (energy, runtime), "edp": (runtime * energy, runtime)}.get(objective, (runtime, energy))
+
+
 def keys(scores, objective: str) -> list[tuple]:
     """Sort key per candidate (lower is better; None where it does not fit L1/L2 with exact MACs).
 
@@ -111,9 +117,8 @@ def keys(scores, objective: str) -> list[tuple]:
         if not scores.fits[i]:
             out.append(None)
             continue
-        rt, en = int(scores.runtime[i]), float(scores.energy[i])
-        primary, secondary = {"energy": (en, rt), "edp": (rt * en, rt)}.get(objective, (rt, en))
-        out.append((max(1.0, float(scores.bw_over[i])), primary, secondary))
+        out.append((max(1.0, float(scores.bw_over[i])),
+                    *objective_key(int(scores.runtime[i]), float(scores.energy[i]), objective)))
     return out
 
 
@@ -157,9 +162,9 @@ def search(ctx: Context, offchip, keep: float = KEEP_UTILIZATION, max_structures
     # per-unit tile value and inner order one step away, until nothing improves.  The fastest
     # structures seed it too, bandwidth aside: idling some of their units may beat the best
     # point that is within the bandwidth already.
-    fastest = sorted(order, key=lambda i: (found[candidates[i]][1:], i))
+    by_speed = sorted(order, key=lambda i: (found[candidates[i]][1:], i))
     seeds: list[OnchipChoice] = []
-    for ranking in (order, fastest) if found[candidates[fastest[0]]][0] > 1 else (order,):
+    for ranking in (order, by_speed) if found[candidates[by_speed[0]]][0] > 1 else (order,):
         picked: list[OnchipChoice] = []
         for i in ranking:
             if len(picked) < SEEDS and all(candidates[i].spatial != s.spatial for s in picked):
@@ -242,7 +247,8 @@ def run(ctx: Context) -> Context:
         return len(L2_BUDGETS), None
 
     def best(tried):
-        return min(tried, key=lambda t: _objective(t[2][0].metrics, ctx.options.objective), default=None)
+        return min(tried, key=lambda t: objective_key(t[2][0].metrics.runtime_cycles,
+                                                      t[2][0].metrics.energy_mac_units, ctx.options.objective))
 
     variants = _hint_variants(ctx)
     reached, first = largest_budget(variants[0])
@@ -330,8 +336,3 @@ def _replanned(ctx: Context, first, chosen) -> str:
             f"{'is within the bandwidth at' if chosen[0].within_bw else 'takes'} "
             f"{chosen[0].metrics.runtime_cycles:,}.")
 
-
-def _objective(m: Metrics, objective: str) -> tuple:
-    """Sort key of measured metrics under ``objective`` (lower is better), as :func:`keys`."""
-    rt, en = m.runtime_cycles, m.energy_mac_units
-    return {"energy": (en, rt), "edp": (rt * en, rt)}.get(objective, (rt, en))
