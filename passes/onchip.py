@@ -97,6 +97,10 @@ class OnchipResult:
             "structures": self.structures, "structures_kept": self.structures_kept,
             "candidates": self.candidates, "refined": self.refined, "feasible": self.feasible,
             "within_bw": self.within_bw,
+            # what staying within the bandwidth cost: the fastest candidate's runtime (None when
+            # it was within already), and why the off-chip plan was solved again (if it was)
+            "fastest_over_bw_cycles": self.held_back[1].runtime_cycles if self.held_back else None,
+            "replanned": self.replanned or None,
             "solver_status": self.status}}
 
 
