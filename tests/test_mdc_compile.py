@@ -136,6 +136,7 @@ def test_explain_states_what_the_bandwidth_limits_cost(run_cli, tmp_path):
     report = compile_to(run_cli, EXAMPLES / "gemv.yaml", "cloud", tmp_path / "gemv")
     assert report["metrics"]["offchip_bw_required"] <= 64
     fastest = int(cost[2].replace(",", ""))
+    assert report["onchip"]["fastest_over_bw_cycles"] == fastest
     assert abs(report["metrics"]["runtime_cycles"] / fastest - float(cost[1])) < 0.005
     code, out, _ = run_cli("explain", EXAMPLES / "conv_strided.yaml", "--target", "edge")
     assert code == 0 and "The off-chip plan was solved again" in out, out
