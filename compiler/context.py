@@ -70,6 +70,7 @@ class OffchipHints:
     macs_per_cycle: int = 0           # 0: no step model (pure traffic minimisation)
     dram_bw: float = 0.0
     noc_bw: float = 0.0
+    spread_dims: tuple[str, ...] = ()   # dims that may go across PEs, when the target restricts them
     why: str = ""
 
     def pretty(self) -> str:

@@ -225,18 +225,23 @@ class StepModel:
     ``max(tile MACs / macs_per_cycle, (input+weight footprint) / dram_bw, output footprint /
     dram_bw, (input+weight footprint) / noc_bw)`` cycles.  Among tilings whose objective is at most
     ``limit`` the one with the fewest estimated cycles wins (then the objective, then the usual
-    ties)."""
+    ties).  With ``spread_dims`` (a target that may spread only those), at most the product of
+    their tiles compute at once."""
 
     macs_per_cycle: int
     dram_bw: float
     noc_bw: float
     limit: int
+    spread_dims: tuple[str, ...] = ()
 
     def cycles(self, model: TrafficModel, t: Mapping, iters) -> np.ndarray:
         macs = math.prod((t[d] for d in model.dims), start=np.ones_like(iters))
         reads = sum((footprint(tm, t) for tm in model.tensors if not tm.write), start=0 * iters)
         writes = sum((footprint(tm, t) for tm in model.tensors if tm.write), start=0 * iters)
-        step = np.maximum.reduce([macs / self.macs_per_cycle, reads / self.dram_bw,
+        rate = self.macs_per_cycle
+        if self.spread_dims:
+            rate = np.minimum(rate, math.prod((t[d] for d in self.spread_dims), start=np.ones_like(iters)))
+        step = np.maximum.reduce([macs / rate, reads / self.dram_bw,
                                   writes / self.dram_bw, reads / self.noc_bw])
         return iters * step
 

@@ -45,47 +45,55 @@ def level_utilization(extent: int, units: int, tile: int) -> float:
     return extent / (folds * units * tile)
 
 
-def spatial_structures(view: MdcView, l2_tile: dict[str, int], num_pes: int,
-                       allowed_roles: tuple[str, ...] | None) -> list[Structure]:
-    """Every spread of the PE array over the L2 tile with 1 to ``MAX_LEVELS`` cluster levels, one
-    dim per level, cluster sizes multiplying to the PE count (deterministic order); the deepest
-    level count only when the shallower ones leave more than 5 % of the PEs idle."""
+def spreadable_dims(view: MdcView, allowed_roles: tuple[str, ...] | None) -> list[str]:
+    """The op dims that may go across PEs: not filter taps, not a depthwise layer's K (MAESTRO's
+    DSCONV rule), and only the target's roles when it restricts them."""
     def spreadable(d: str) -> bool:
         role = view.mdc_dim(d)
-        if role in ("R", "S") or l2_tile[d] == 1:
-            return False
-        if view.form.layer_type == "DSCONV" and role == "K":
+        if role in ("R", "S") or (view.form.layer_type == "DSCONV" and role == "K"):
             return False
         if allowed_roles is None:
             return True
         # Roles are CONV's; on a GEMM, N (output columns) plays K and K (reduction) plays C.
         conv_role = {"N": "K", "K": "C", "M": "Y"}.get(role, role) if view.form.layer_type == "GEMM" else role
         return conv_role in allowed_roles
+    return [d for d in view.dims if spreadable(d)]
 
-    dims = [d for d in view.dims if spreadable(d)]
-    out: list[Structure] = []
-    if "Y" in view.strided_windows():
-        # Strided rows: one output row per level-0 unit, the L2 tile of rows is the unit count.
-        a = view.form.op_dim("Y")
-        n1 = l2_tile[a]
-        n2 = num_pes // n1
-        for b in (d for d in dims if d != a):
-            for tb in sorted({math.ceil(l2_tile[b] / n2), 1}):
-                out.append(Structure((SpatialLevel(a, n1, 1), SpatialLevel(b, n2, tb)),
-                                     level_utilization(l2_tile[b], n2, tb), merged=True))
-        return out
-    for depth in range(1, MAX_LEVELS + 1):
-        if depth == MAX_LEVELS and out and max(x.utilization for x in out) >= DEEP_BELOW:
-            break  # a third level only pays when two leave PEs idle
+
+def spatial_structures(view: MdcView, l2_tile: dict[str, int], num_pes: int,
+                       allowed_roles: tuple[str, ...] | None) -> list[Structure]:
+    """Every spread of the PE array over the L2 tile with 1 to ``MAX_LEVELS`` cluster levels, one
+    dim per level, cluster sizes multiplying to the PE count (deterministic order); the deepest
+    level count only when the shallower ones leave more than 5 % of the PEs idle."""
+    allowed = spreadable_dims(view, allowed_roles)
+    dims = [d for d in allowed if l2_tile[d] > 1]
+    if "Y" not in view.strided_windows():
+        return [Structure(levels, u) for levels, u in _spreads(dims, l2_tile, num_pes, MAX_LEVELS)]
+    # Strided rows: one output row per level-0 unit, the L2 tile of rows is the unit count (one
+    # unit, so a loop, on a target that may not spread rows); the other dims share what is left.
+    a = view.form.op_dim("Y")
+    n1 = l2_tile[a]
+    if a not in allowed and n1 > 1:
+        return []
+    head = SpatialLevel(a, n1, 1)
+    return [Structure((head,) + levels, u, merged=True)
+            for levels, u in _spreads([d for d in dims if d != a], l2_tile, num_pes // n1, MAX_LEVELS - 1)]
+
+
+def _spreads(dims: list[str], l2_tile: dict[str, int], units: int, max_depth: int):
+    """(levels, utilisation) for every spread of ``units`` over 1 to ``max_depth`` of ``dims``."""
+    out: list[tuple[tuple[SpatialLevel, ...], float]] = []
+    for depth in range(1, max_depth + 1):
+        if depth == max_depth > 1 and out and max(u for _, u in out) >= DEEP_BELOW:
+            break  # the deepest level only pays when the others leave PEs idle
         for spread in itertools.permutations(dims, depth):
-            for units in unit_splits(num_pes, depth):
+            for split in unit_splits(units, depth):
                 # outer levels take their share in one fold; the innermost may also fold (tile 1)
-                tiles = [math.ceil(l2_tile[d] / n) for d, n in zip(spread, units)]
-                last = sorted({tiles[-1], 1})
-                for tl in last:
-                    levels = tuple(SpatialLevel(d, n, t) for d, n, t in zip(spread, units, tiles[:-1] + [tl]))
-                    u = math.prod(level_utilization(l2_tile[l.dim], l.units, l.tile) for l in levels)
-                    out.append(Structure(levels, u))
+                tiles = [math.ceil(l2_tile[d] / n) for d, n in zip(spread, split)]
+                for tl in sorted({tiles[-1], 1}):
+                    levels = tuple(SpatialLevel(d, n, t) for d, n, t in zip(spread, split, tiles[:-1] + [tl]))
+                    out.append((levels, math.prod(level_utilization(l2_tile[lv.dim], lv.units, lv.tile)
+                                                  for lv in levels)))
     return out
 
 

@@ -10,7 +10,8 @@ Decides:  L2 tile caps MDC needs and the step model of MAESTRO's top level:
             unit count (a divisor of the PEs that divides the rows, or the least that covers them);
           * MAESTRO refetches the whole L2 tile from DRAM on every top-level step, so among
             tilings within ``1 + slack`` of the optimal DRAM traffic the off-chip pass takes the
-            one whose steps keep the PEs busiest.
+            one whose steps keep the PEs busiest (on a target that spreads only some dims, only
+            as many PEs as those dims' tiles can fill count as busy).
 Leaves:   ``ctx.offchip_hints``.
 """
 from __future__ import annotations
@@ -19,7 +20,7 @@ from dataclasses import replace
 
 from compiler.context import Context, OffchipHints
 from compiler.mdc_lowering import MdcView, chiplet_hw
-from compiler.onchip_space import divisors
+from compiler.onchip_space import divisors, spreadable_dims
 
 
 def run(ctx: Context) -> Context:
@@ -35,8 +36,10 @@ def run(ctx: Context) -> Context:
         e = op.extent(dim)
         cover = min((u for u in pes if u >= e), default=None)
         return tuple(v for v in pes if e % v == 0 or v == cover)
-    strided = tuple((d, units(d) if m == "Y" else (1,)) for m in view.strided_windows()
-                    if (d := view.form.op_dim(m)))
+    spread = tuple(spreadable_dims(view, target.spatial_roles)) if target.spatial_roles else ()
+    # Strided rows go one per level-0 unit: one unit (rows walked in turn) where rows may not spread.
+    strided = tuple((d, units(d) if m == "Y" and (not spread or d in spread) else (1,))
+                    for m in view.strided_windows() if (d := view.form.op_dim(m)))
     # MAESTRO's R/S rule: filter taps are never tiled.
     filters = tuple((d, (op.extent(d),)) for m in ("R", "S") if (d := view.form.op_dim(m)))
     caps = filters + strided
@@ -46,7 +49,8 @@ def run(ctx: Context) -> Context:
     hints = OffchipHints(
         tile_caps=caps, slack=ctx.options.offchip_slack,
         macs_per_cycle=target.num_pes * target.macs_per_pe,
-        dram_bw=hw.offchip_bw, noc_bw=hw.noc_bw,
+        dram_bw=hw.offchip_bw, noc_bw=hw.noc_bw, spread_dims=spread,
         why=why + f"tilings within {ctx.options.offchip_slack:.0%} of the optimal DRAM traffic ranked "
-                  "by MAESTRO's per-step time (it refetches every L2 tile)")
+                  "by MAESTRO's per-step time (it refetches every L2 tile"
+                  + (f"; only the {'/'.join(spread)} tiles can keep PEs busy)" if spread else ")"))
     return replace(ctx, offchip_hints=hints)

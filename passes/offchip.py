@@ -222,7 +222,7 @@ def run(ctx: Context) -> Context:
     optimal = best.key[0]
     if hints.macs_per_cycle:
         step = om.StepModel(hints.macs_per_cycle, hints.dram_bw, hints.noc_bw,
-                            limit=int(optimal * (1 + hints.slack)))
+                            limit=int(optimal * (1 + hints.slack)), spread_dims=hints.spread_dims)
         best, best_split, status2, evaluated2 = solve(step, step.limit)
         status = "FEASIBLE" if "FEASIBLE" in (status, status2) else status
         evaluated += evaluated2

@@ -26,7 +26,7 @@ from compiler.costmodel import Metrics, evaluate_layer
 from compiler.errors import InfeasibleError
 from compiler.mdc_lowering import MdcView, OnchipChoice, build_layer, chiplet_hw, chiplet_op
 from compiler.mdc_scoring import score_choices
-from compiler.onchip_space import inner_choices, l1_footprint, neighbours, spatial_structures
+from compiler.onchip_space import inner_choices, l1_footprint, neighbours, spatial_structures, spreadable_dims
 from passes import offchip as offchip_pass
 
 KEEP_UTILIZATION = 0.95   # structures within 5% of the best spatial utilisation are searched
@@ -221,8 +221,7 @@ def run(ctx: Context) -> Context:
     accounting accepts; the best within the bandwidth is taken.  If none is, the budgets keep
     shrinking until one is: smaller L2 tiles mean fewer busy units per step."""
     whole = MdcView(chiplet_op(ctx.op, ctx.offchip), ctx.mdc_form)
-    if not spatial_structures(whole, {d: ctx.op.extent(d) for d in whole.dims}, ctx.target.num_pes,
-                              ctx.target.spatial_roles):
+    if not [d for d in spreadable_dims(whole, ctx.target.spatial_roles) if whole.op.extent(d) > 1]:
         raise InfeasibleError(f"no dim of {ctx.op.name} may go across the PEs of {ctx.target.name} "
                               f"(allowed: {', '.join(ctx.target.spatial_roles or ())})")
     memo: dict[tuple, tuple[OnchipResult, object] | None] = {}   # budgets often repeat a plan

@@ -75,19 +75,28 @@ def test_two_runs_give_identical_bytes(write, run_cli, tmp_path):
 
 
 def test_nvdla_spreads_only_k_and_c(run_cli, tmp_path):
+    """Only K and C go across PEs, also on a strided conv (whose rows otherwise spread over the
+    units of level 0) and on a GEMM (where N and K play K and C)."""
+    from compiler.mdc import ClusterDirective, resolve_size
     from conftest import EXAMPLES
-    for example in ("conv3x3.yaml", "gemm.yaml"):
+    for example in ("conv3x3.yaml", "conv_strided.yaml", "gemm.yaml"):
         report = compile_to(run_cli, EXAMPLES / example, "nvdla", tmp_path / example)
-        roles = report["mdc_form"]["dims"]
-        role_of = {d: r for r, d in roles.items()}
         gemm = report["mdc_form"]["layer_type"] == "GEMM"
+        allowed = ("N", "K") if gemm else ("K", "C")
         for level in report["onchip"]["spatial"]:
-            role = role_of[level["dim"]]
-            assert ({"N": "K", "K": "C"}.get(role, role) if gemm else role) in ("K", "C"), level
-        text = (tmp_path / example / f"{report['op']}.m").read_text()
-        spatial = {line.split()[-1].rstrip(";") for line in text.splitlines() if "SpatialMap" in line}
-        # level 0 has one unit, so its SpatialMap is a loop; every other SpatialMap is K or C
-        assert spatial - {"K", "C"} <= {line for line in spatial if line not in ("K", "C")}
+            role = {d: r for r, d in report["mdc_form"]["dims"].items()}[level["dim"]]
+            assert role in allowed or level["units"] == 1, level
+        # in the file itself: a SpatialMap of another dim only on a level of one unit
+        layer = parse_mdc_file(tmp_path / example / f"{report['op']}.m").layers[0]
+        # Cluster(n): n units on the next level; level 0 has what the product leaves of the PEs
+        sizes = [resolve_size(d.size, layer, {}) for d in layer.directives if isinstance(d, ClusterDirective)]
+        units = [1024 // math.prod(sizes)] + sizes
+        level = 0
+        for d in layer.directives:
+            if isinstance(d, ClusterDirective):
+                level += 1
+            elif d.is_spatial:
+                assert d.dim in allowed or units[level] == 1, (example, level, d)
 
 
 def test_chiplet_target_splits_the_op(run_cli, tmp_path):
