@@ -263,8 +263,13 @@ def run(ctx: Context) -> Context:
             # Smaller L2 tiles of the best plan's kind may beat idling PEs: fewer units are busy
             # per step for the same bandwidth, but none of them idles.
             hints, i, _ = best(fitting)
-            fitting += [(hints, j, f) for j in range(i + 1, len(L2_BUDGETS))
-                        if (f := attempt(hints, L2_BUDGETS[j])) is not None and f[0].within_bw]
+            misses = 0
+            for j in range(i + 1, len(L2_BUDGETS)):
+                if (f := attempt(hints, L2_BUDGETS[j])) is not None and f[0].within_bw:
+                    fitting.append((hints, j, f))
+                    misses = 0 if best(fitting)[2] is f else misses + 1
+                    if misses == 2:
+                        break   # smaller tiles stopped paying: each step refetches more
         for j in range(reached + 1, len(L2_BUDGETS)) if not fitting else ():
             fitting = [(h, j, f) for h in variants if (f := attempt(h, L2_BUDGETS[j])) is not None
                        and f[0].within_bw]
