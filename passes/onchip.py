@@ -218,8 +218,9 @@ def run(ctx: Context) -> Context:
     within them, and on a layer with strided rows the off-chip subspace is solved for every other
     allowed number of rows per L2 tile too (those rows are level 0's units: fewer ask less of the
     NoC at once, more share the weights of one L2 tile), each at the largest budget MAESTRO's L2
-    accounting accepts; the best within the bandwidth is taken.  If none is, the budgets keep
-    shrinking until one is: smaller L2 tiles mean fewer busy units per step."""
+    accounting accepts, then the best of them at smaller budgets until two in a row do not
+    improve it; the best within the bandwidth is taken.  If none is, the budgets keep shrinking
+    for every plan until one is: smaller L2 tiles mean fewer busy units per step."""
     whole = MdcView(chiplet_op(ctx.op, ctx.offchip), ctx.mdc_form)
     if not [d for d in spreadable_dims(whole, ctx.target.spatial_roles) if whole.op.extent(d) > 1]:
         raise InfeasibleError(f"no dim of {ctx.op.name} may go across the PEs of {ctx.target.name} "
