@@ -90,6 +90,9 @@ SMALL_OPS = (
     ("gemm_m8n32k24", "kind: gemm\nparams: {M: 8, N: 32, K: 24}\n"),
 )
 QUICK_LAYERS = 8          # --quick: this many layers per model
+SUITE_TEXT = (f"every distinct layer of `examples/models/{{{','.join(MODELS)}}}.yaml` (a shape shared by two "
+              f"models counted once) plus {' and '.join(f'`examples/{f}`' for f in EXTRA_OPS)} (a GEMV and a "
+              "ResNeXt grouped 3x3).")
 
 
 # ----------------------------------------------------------------------------- the suite
@@ -417,9 +420,7 @@ def write(rows: list[dict], exh: list[dict], targets: list[str], args, elapsed: 
          f"`{commit}` on {platform.machine()} ({os.cpu_count()} cores, Python {platform.python_version()}, "
          f"{args.jobs} worker processes), {elapsed / 60:.1f} min in all.  Per-layer numbers: "
          "`docs/quality-bench.csv`.", "",
-         "Suite: every distinct layer of `examples/models/{resnet50,mobilenetv2,vgg16,bert_base}.yaml` (a shape "
-         "shared by two models counted once) plus `examples/gemv.yaml` and `examples/gconv.yaml` (ResNeXt grouped "
-         "3x3).  Runtime and roofline come from `ctx.lowered` (MAESTRO's model on the emitted file; roofline = "
+         f"Suite: {SUITE_TEXT}  Runtime and roofline come from `ctx.lowered` (MAESTRO's model on the emitted file; roofline = "
          "max(compute, compulsory DRAM traffic / off-chip BW)).  *Fit* = L1, L2, NoC BW and off-chip BW "
          "requirements all within the target's limits (per chiplet).  Compile time = wall time of "
          "`run_pipeline` (two layers compile at once on the two cores).", "",
