@@ -58,6 +58,12 @@ class OnchipResult:
     held_back: tuple[OnchipChoice, Metrics] | None = None   # the fastest, if over the bandwidth
     replanned: str = ""          # why the off-chip plan was solved again, if it was
 
+    @property
+    def bandwidth_cost(self) -> float:
+        """How many times slower the choice is than the fastest candidate (1.0 unless that one
+        is over the bandwidth)."""
+        return self.metrics.runtime_cycles / self.held_back[1].runtime_cycles if self.held_back else 1.0
+
     def pretty(self) -> str:
         m = self.metrics
         return (f"on-chip: {self.choice.describe()}\n"
@@ -80,7 +86,7 @@ class OnchipResult:
             lines.append(self.replanned)
         if self.held_back and self.within_bw:
             choice, m = self.held_back
-            lines.append(f"Staying within the bandwidth costs {self.metrics.runtime_cycles / m.runtime_cycles:.2f}x "
+            lines.append(f"Staying within the bandwidth costs {self.bandwidth_cost:.2f}x "
                          f"the runtime: the fastest candidate, {choice.describe()}, takes "
                          f"{m.runtime_cycles:,} cycles but asks for {m.noc_bw_required} (NoC) and "
                          f"{m.offchip_bw_required} (off-chip) elements/cycle.")
@@ -257,7 +263,7 @@ def run(ctx: Context) -> Context:
     variants = _hint_variants(ctx)
     reached, first = largest_budget(variants[0])
     chosen = first
-    if first is not None and (not first[0].within_bw or _held_back_cost(first[0]) > REPLAN_ABOVE):
+    if first is not None and (not first[0].within_bw or first[0].bandwidth_cost > REPLAN_ABOVE):
         tried = [(variants[0], reached, first)] + [(h, *largest_budget(h)) for h in variants[1:]]
         fitting = [t for t in tried if t[2] is not None and t[2][0].within_bw]
         if fitting:
@@ -295,13 +301,6 @@ def run(ctx: Context) -> Context:
     raise InfeasibleError(f"no on-chip mapping of {ctx.op.name} fits {ctx.target.name}'s L1 and L2 with "
                           f"exact MACs: {why}", file=ctx.target.source or None, place="l1_bytes_per_pe"
                           if least > l1 else "l2_bytes")
-
-
-def _held_back_cost(result: OnchipResult) -> float:
-    """How many times slower the chosen mapping is than the fastest one, which is over the bandwidth."""
-    if result.held_back is None:
-        return 1.0
-    return result.metrics.runtime_cycles / result.held_back[1].runtime_cycles
 
 
 def _hint_variants(ctx: Context) -> list:
