@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Mapping
 
-from compiler.costmodel import analytical_macs, evaluate_layer
+from compiler.costmodel import analytical_macs, evaluate_layer, runtime_counts_every_mac
 from compiler.costmodel_coverage import Coverage, coverage
 from compiler.costmodel_levels import CONV_TYPES, OVERLAP, build_layer_spec, layer_tensors
 from compiler.errors import MapcError
@@ -292,7 +292,8 @@ def check_primed_window(layer: MdcLayer, hw: HwConfig | None) -> list[Violation]
 
 
 def check_mac_coverage(layer: MdcLayer, hw: HwConfig | None) -> list[Violation]:
-    """S6: the tiles visit every MAC exactly once, and MAESTRO counts them correctly."""
+    """S6: the tiles visit every MAC exactly once, and MAESTRO counts them correctly; S8: its
+    runtime gives every MAC a PE-cycle (see :func:`compiler.costmodel.runtime_counts_every_mac`)."""
     try:
         want = analytical_macs(layer)
     except (KeyError, ZeroDivisionError, MapcError):
@@ -309,9 +310,15 @@ def check_mac_coverage(layer: MdcLayer, hw: HwConfig | None) -> list[Violation]:
                                          f"visited more than once); the layer has {want}"))
     if hw is not None:
         try:
-            got = evaluate_layer(layer, hw).macs
+            m = evaluate_layer(layer, hw)
         except MapcError:
             return out
+        got = m.macs
+        if got == want and not runtime_counts_every_mac(m.compute_delay_cycles, got, hw.num_pes):
+            out.append(_v(layer, None, "S8", f"MAESTRO's runtime computes for {m.compute_delay_cycles} cycles, "
+                                             f"less than {want} MACs need on {hw.num_pes} PEs "
+                                             f"({-(-want // hw.num_pes)}): it leaves out steps of an "
+                                             "edge sub-cluster, so its runtime is optimistic"))
         if got != want:
             out.append(_v(layer, None, "S6", f"MAESTRO will report {got} MACs instead of {want} "
                                              f"({got / want:.3g}x)" if want else

@@ -55,6 +55,7 @@ class BatchMetrics:
     noc_bw_avg: np.ndarray
     offchip_bw_required: np.ndarray
     offchip_bw_step: np.ndarray
+    compute_delay_cycles: np.ndarray
     avg_util_pes: np.ndarray
     utilization: np.ndarray
     l2_reads: dict
@@ -372,7 +373,7 @@ def _analyze(ctx: _Ctx, li: int, dims: dict) -> dict:
     ins = [t for t in ctx.tensors if t.is_input]
     out_t = [t for t in ctx.tensors if not t.is_input][0]
     z = lambda: np.zeros(n, np.int64)  # noqa: E731
-    runtime, macs, total, peak = z(), z(), z(), z()
+    runtime, macs, total, peak, busy = z(), z(), z(), z(), z()
     active_acc, avg_acc = np.zeros(n), np.zeros(n)
     l2_rd, l2_wr, l1_rd, l1_wr, l2_req = ([z(), z(), z()] for _ in range(5))
     top = li == 0
@@ -426,11 +427,12 @@ def _analyze(ctx: _Ctx, li: int, dims: dict) -> dict:
             both = edge & hee
             compute = np.where(both, np.maximum(rt["runtime"], np.where(ec > 1, rf["runtime"], 0)),
                                rf["runtime"])
+            busy_step = np.where(both, np.maximum(rt["busy"], np.where(ec > 1, rf["busy"], 0)), rf["busy"])
             units = np.where(both, rt["active"] + np.where(ec > 1, rf["active"] * (ec - 1), 0),
                              rf["active"] * np.where(edge, ec, lv.units))
             active = np.where(units != 0, units, active)
         else:
-            compute = -(-_critical_psums(c, out_t.dims) // ctx.lanes)
+            compute = busy_step = -(-_critical_psums(c, out_t.dims) // ctx.lanes)
         noc_in = hw.noc_hops + (-(-ing // hw.noc_bw)) - 1
         noc_eg = hw.noc_hops + (-(-eg // hw.noc_bw)) - 1
         step = compute + noc_in if c.all_init else np.maximum(np.maximum(noc_eg, compute), noc_in)
@@ -442,6 +444,7 @@ def _analyze(ctx: _Ctx, li: int, dims: dict) -> dict:
             offv.append(np.where(run, np.maximum(l2_req[2] // safe, (l2_req[0] + l2_req[1]) // safe), 0))
             offpos.append((g, run))
         runtime = runtime + occ * step
+        busy = busy + occ * busy_step
         macs = macs + occ * pm
         active_acc = active_acc + active * occ
         cd = np.maximum(compute, 1)
@@ -449,7 +452,7 @@ def _analyze(ctx: _Ctx, li: int, dims: dict) -> dict:
         peak = np.where(run, np.maximum(peak, mx // cd), peak)
         avg_acc = avg_acc + (occ * mx) // cd
         total = total + occ
-    res = {"runtime": runtime, "active": np.where(total > 0, active_acc / np.maximum(total, 1),
+    res = {"runtime": runtime, "busy": busy, "active": np.where(total > 0, active_acc / np.maximum(total, 1),
                                                   active_acc)}
     if top:
         res.update(macs=macs, peak=peak, avg=np.where(total > 0, avg_acc / np.maximum(total, 1), 0.0),
@@ -508,6 +511,6 @@ def evaluate_batch(template: MappingTemplate, sizes, offsets, clusters, hw: HwCo
         energy_mac_units=L2_ENERGY * l2acc + L1_ENERGY * l1acc + top["macs"], l1_elements=l1,
         l2_elements=sum(top["l2_req"]), noc_bw_required=top["peak"], noc_bw_avg=top["avg"],
         offchip_bw_required=top["offchip"],
-        offchip_bw_step=top["offchip_step"], avg_util_pes=top["active"],
+        offchip_bw_step=top["offchip_step"], compute_delay_cycles=top["busy"], avg_util_pes=top["active"],
         utilization=top["active"] / hw.num_pes, l2_reads=per(top["l2_rd"]),
         l2_writes=per(top["l2_wr"]), l1_reads=per(top["l1_rd"]), l1_writes=per(top["l1_wr"]))

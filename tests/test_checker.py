@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from compiler.checker import check_file, check_layer, coverage, is_clean
+from compiler.costmodel import evaluate_layer
 from compiler.errors import MappingError
 from compiler.mdc import HwConfig, cluster, make_layer, parse_hw_file, parse_mdc_file, spatial, temporal
 
@@ -131,6 +132,33 @@ def test_wrong_mac_counts_are_flagged():
                  "Y_size_lt_R"):
         v = check_file(parse_mdc_file(REF / "malformed" / f"{name}.m"), hw)
         assert any(x.rule == "S6" and "MAESTRO will report" in x.text for x in v), name
+
+
+def _folded_1x1(k_tile):
+    """A 1x1 conv over three cluster levels (Y x K x C on 256 PEs), K's per-unit tile ``k_tile``."""
+    dims = {"N": 1, "K": 16, "C": 16, "R": 1, "S": 1, "Y": 8, "X": 8}
+    rs = [temporal(1, 1, "R"), temporal(1, 1, "S")]
+    return conv(temporal(1, 1, "N"), temporal(16, 16, "K"), temporal(8, 8, "Y"), temporal(8, 8, "X"),
+                spatial(16, 16, "C"), *rs, cluster(8),
+                spatial(1, 1, "Y"), temporal(1, 1, "N"), temporal(16, 16, "K"), temporal(8, 8, "X"),
+                temporal(16, 16, "C"), *rs, cluster(2),
+                spatial(k_tile, k_tile, "K"), temporal(1, 1, "N"), temporal(1, 1, "Y"), temporal(8, 8, "X"),
+                temporal(16, 16, "C"), *rs, cluster(16),
+                spatial(1, 1, "C"), temporal(1, 1, "N"), temporal(1, 1, "Y"), *rs, temporal(2, 2, "K"),
+                temporal(3, 3, "X"), dims=dims)
+
+
+def test_optimistic_runtime_is_flagged():
+    """K folded 5+5 then 3+3 over two units: MAESTRO (4eb08d1, run by hand) reports exact MACs
+    and 96 cycles, but its runtime computes for 48 cycles where 16,384 MACs on 256 PEs need 64."""
+    layer = _folded_1x1(5)
+    m = evaluate_layer(layer, HW)
+    assert (m.macs, m.runtime_cycles, m.compute_delay_cycles) == (16384, 96, 48)
+    assert "S8" in rules(layer) and "S6" not in rules(layer)
+    assert not is_clean(check_layer(layer, HW))
+    # the same mapping with K in one fold (8 per unit) computes for 64 cycles: no S8
+    even = evaluate_layer(_folded_1x1(8), HW)
+    assert even.compute_delay_cycles == 64 and "S8" not in rules(_folded_1x1(8))
 
 
 from hypothesis import given, settings, strategies as st  # noqa: E402

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from compiler.checker import check_file
-from compiler.costmodel import analytical_macs, evaluate_layer
+from compiler.costmodel import analytical_macs, evaluate_layer, runtime_counts_every_mac
 from compiler.errors import MappingError
 from compiler.mdc import parse_hw_file, parse_mdc_file
 
@@ -59,6 +59,17 @@ def test_energy_within_5pct(comparison):
 def test_bandwidth_and_utilization(comparison):
     for col in ("csv_noc_bw_req", "csv_avg_bw_req", "csv_offchip_bw_req", "csv_avg_util_pes"):
         assert _frac(comparison[0], col) >= 0.90
+
+
+def test_shipped_runtimes_count_every_mac(comparison):
+    """The S8 rule never fires on MAESTRO's own dataflows: their runtimes give every MAC a
+    PE-cycle, in MAESTRO's output and in the model's compute part."""
+    details = [d for d in comparison[1] if d.get("metrics") is not None]
+    assert len(details) > 250
+    for d in details:
+        m, row = d["metrics"], d["row"]
+        assert runtime_counts_every_mac(m.compute_delay_cycles, m.macs, m.num_pes), row["mapping_file"]
+        assert int(row["csv_runtime"]) * m.num_pes >= int(row["csv_num_macs"])
 
 
 def test_error_rows_are_rejected():

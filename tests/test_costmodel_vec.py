@@ -16,7 +16,7 @@ import costmodel_speed as speed  # noqa: E402
 
 REF = Path(__file__).resolve().parents[2] / "shared" / "maestro-reference"
 INT_FIELDS = ("macs", "runtime_cycles", "l1_elements", "l2_elements", "noc_bw_required",
-              "offchip_bw_required", "offchip_bw_step")
+              "offchip_bw_required", "offchip_bw_step", "compute_delay_cycles")
 FLOAT_FIELDS = ("energy_mac_units", "noc_bw_avg", "avg_util_pes")
 
 
