@@ -40,7 +40,6 @@ for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import argparse  # noqa: E402
 import csv  # noqa: E402
-import itertools  # noqa: E402
 import math  # noqa: E402
 import multiprocessing as mp  # noqa: E402
 import platform  # noqa: E402
@@ -62,10 +61,10 @@ from compiler.costmodel import evaluate_layer  # noqa: E402
 from compiler.errors import MapcError  # noqa: E402
 from compiler.frontend import load_op  # noqa: E402
 from compiler.mdc import make_layer, parse_mdc_file  # noqa: E402
-from compiler.mdc_lowering import MdcView, OnchipChoice, SpatialLevel, build_layer, chiplet_hw, chiplet_op  # noqa: E402
+from compiler.mdc_lowering import MdcView, OnchipChoice, build_layer, chiplet_hw, chiplet_op  # noqa: E402
 from compiler.mdc_scoring import score_choices  # noqa: E402
 from compiler.model import load_model  # noqa: E402
-from compiler.onchip_space import inner_orders, l1_footprint, spatial_structures, unit_splits  # noqa: E402
+from compiler.onchip_space import inner_orders, l1_footprint, spatial_structures, whole_space  # noqa: E402
 from compiler.pipeline import run_pipeline  # noqa: E402
 from targets import load_target  # noqa: E402
 
@@ -290,9 +289,6 @@ def measure(job: tuple) -> dict:
 # ----------------------------------------------------------------------------- exhaustive
 
 
-EXHAUSTIVE_LEVELS = 3     # spatial cluster levels enumerated (mapc uses up to three)
-
-
 def exhaustive_one(job: tuple) -> dict:
     """Score the whole on-chip space of one small op (mapc's L2 tiling) and compare."""
     name, text, tname = job
@@ -308,32 +304,7 @@ def exhaustive_one(job: tuple) -> dict:
     hw = chiplet_hw(target, op.output.element_bytes)
     l2_tile, dram_order = dict(ctx.offchip.l2_tile), tuple(ctx.offchip.order)
     npes = target.num_pes
-    base = [s for s in spatial_structures(view, l2_tile, npes, target.spatial_roles)]
-    spread = sorted({lvl.dim for s in base for lvl in s.levels}, key=view.dims.index)
-    levels: list[tuple[SpatialLevel, ...]] = []
-    for depth in range(1, EXHAUSTIVE_LEVELS + 1):
-        for dims in itertools.permutations(spread, depth):
-            for units in unit_splits(npes, depth):
-                per_unit = [range(1, math.ceil(l2_tile[d] / n) + 1) for d, n in zip(dims, units)]
-                for tiles in itertools.product(*per_unit):
-                    levels.append(tuple(SpatialLevel(d, n, t) for d, n, t in zip(dims, units, tiles)))
-    choices: list[OnchipChoice] = []
-    for lv in levels:
-        chunk = dict(l2_tile)
-        for level in lv:
-            chunk[level.dim] = level.tile
-        inner = lv[-1].dim
-        free = [d for d in view.dims if d != inner and view.mdc_dim(d) not in ("R", "S")]
-        moving = [d for d in view.dims if d != inner and view.mdc_dim(d) not in ("R", "S") and chunk[d] > 1]
-        still = [d for d in view.dims if d != inner and d not in moving]
-        orders = [tuple(still) + p for p in itertools.permutations(moving)]
-        fixed = {d: chunk[d] for d in view.dims if d not in free}
-        for values in itertools.product(*(range(1, chunk[d] + 1) for d in free)):
-            tile = {**fixed, **dict(zip(free, values))}
-            if l1_footprint(view, tile) > hw.l1_size:
-                continue
-            t = tuple((d, tile[d]) for d in view.dims)
-            choices += [OnchipChoice(lv, t, o) for o in orders]
+    choices = whole_space(view, l2_tile, npes, target.spatial_roles, hw.l1_size)
     t0 = time.perf_counter()
     sc = score_choices(view, l2_tile, dram_order, choices, hw)
     score_s = time.perf_counter() - t0

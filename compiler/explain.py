@@ -171,7 +171,8 @@ def space_summary(ctx: Context) -> str:
         lines.append(f"  off-chip subspace: {s.space_size:,} points, {s.evaluated:,} ranked exactly "
                      f"after dominance pruning -> {s.solver_status}")
     if r is not None and hasattr(r, "structures"):
-        lines.append(f"  on-chip subspace: {r.structures:,} array structures -> {r.structures_kept} kept -> "
+        lines.append(f"  on-chip subspace: {r.structures:,} array structures -> {r.structures_kept} kept"
+                     + (f" (+{r.overlapping} overlapping)" if r.overlapping else "") + " -> "
                      f"{r.tilings:,} per-PE tilings -> {r.candidates:,} scored candidates (+{r.refined:,} by refinement) -> "
                      f"{r.feasible:,} within L1/L2 with exact MACs ({r.within_bw:,} also within bandwidth) "
                      f"-> {r.status}")

@@ -61,14 +61,16 @@ def spreadable_dims(view: MdcView, allowed_roles: tuple[str, ...] | None) -> lis
 
 
 def spatial_structures(view: MdcView, l2_tile: dict[str, int], num_pes: int,
-                       allowed_roles: tuple[str, ...] | None) -> list[Structure]:
+                       allowed_roles: tuple[str, ...] | None, overlap: bool = False) -> list[Structure]:
     """Every spread of the PE array over the L2 tile with 1 to ``MAX_LEVELS`` cluster levels, one
     dim per level, cluster sizes multiplying to the PE count (deterministic order); the deepest
-    level count only when the shallower ones leave more than 5 % of the PEs idle."""
+    level count only when the shallower ones leave more than 5 % of the PEs idle.  With
+    ``overlap``, every level count, and the outer level may fold too (tile 1), so that its steps
+    overlap the next one's NoC fill with compute."""
     allowed = spreadable_dims(view, allowed_roles)
     dims = [d for d in allowed if l2_tile[d] > 1]
     if "Y" not in view.strided_windows():
-        return [Structure(levels, u) for levels, u in _spreads(dims, l2_tile, num_pes, MAX_LEVELS)]
+        return [Structure(levels, u) for levels, u in _spreads(dims, l2_tile, num_pes, MAX_LEVELS, overlap)]
     # Strided rows: one output row per level-0 unit, the L2 tile of rows is the unit count (one
     # unit, so a loop, on a target that may not spread rows); the other dims share what is left.
     a = view.form.op_dim("Y")
@@ -77,24 +79,33 @@ def spatial_structures(view: MdcView, l2_tile: dict[str, int], num_pes: int,
         return []
     head = SpatialLevel(a, n1, 1)
     return [Structure((head,) + levels, u, merged=True)
-            for levels, u in _spreads([d for d in dims if d != a], l2_tile, num_pes // n1, MAX_LEVELS - 1)]
+            for levels, u in _spreads([d for d in dims if d != a], l2_tile, num_pes // n1, MAX_LEVELS - 1, overlap)]
 
 
-def _spreads(dims: list[str], l2_tile: dict[str, int], units: int, max_depth: int):
-    """(levels, utilisation) for every spread of ``units`` over 1 to ``max_depth`` of ``dims``."""
+def _spreads(dims: list[str], l2_tile: dict[str, int], units: int, max_depth: int, overlap: bool = False):
+    """(levels, utilisation) for every spread of ``units`` over 1 to ``max_depth`` of ``dims``;
+    with ``overlap``, every depth and the outer level folded too."""
     out: list[tuple[tuple[SpatialLevel, ...], float]] = []
     for depth in range(1, max_depth + 1):
-        if depth == max_depth > 1 and out and max(u for _, u in out) >= DEEP_BELOW:
+        if depth == max_depth > 1 and out and max(u for _, u in out) >= DEEP_BELOW and not overlap:
             break  # the deepest level only pays when the others leave PEs idle
         for spread in itertools.permutations(dims, depth):
             for split in unit_splits(units, depth):
                 # outer levels take their share in one fold; the innermost may also fold (tile 1)
                 tiles = [math.ceil(l2_tile[d] / n) for d, n in zip(spread, split)]
-                for tl in sorted({tiles[-1], 1}):
-                    levels = tuple(SpatialLevel(d, n, t) for d, n, t in zip(spread, split, tiles[:-1] + [tl]))
-                    out.append((levels, math.prod(level_utilization(l2_tile[lv.dim], lv.units, lv.tile)
-                                                  for lv in levels)))
+                for t0 in sorted({tiles[0], 1}) if overlap and depth > 1 else (tiles[0],):
+                    for tl in sorted({tiles[-1], 1}):
+                        tt = [t0] + tiles[1:-1] + [tl] if depth > 1 else [tl]
+                        levels = tuple(SpatialLevel(d, n, t) for d, n, t in zip(spread, split, tt))
+                        out.append((levels, math.prod(level_utilization(l2_tile[lv.dim], lv.units, lv.tile)
+                                                      for lv in levels)))
     return out
+
+
+def outer_steps(structure: Structure, l2_tile: dict[str, int]) -> int:
+    """Folds of the outermost spatial level over its L2 tile."""
+    top = structure.levels[0]
+    return math.ceil(l2_tile[top.dim] / (top.units * top.tile))
 
 
 def unit_splits(num_pes: int, depth: int) -> list[tuple[int, ...]]:
@@ -173,6 +184,46 @@ def inner_choices(view: MdcView, l2_tile: dict[str, int], structure: Structure, 
     choices = [OnchipChoice(structure.levels, tuple((d, t[d]) for d in view.dims), order, structure.merged)
                for t in fits for order in orders]
     return choices, tried
+
+
+def whole_space(view: MdcView, l2_tile: dict[str, int], num_pes: int, allowed_roles: tuple[str, ...] | None,
+                l1_elements: int) -> list[OnchipChoice]:
+    """Every on-chip choice for one L2 tiling of a layer without strided rows, for brute force
+    on small ops: 1 to ``MAX_LEVELS`` spread dims in every order x every split of the PEs into
+    cluster sizes above 1 x every per-unit tile up to the even share, x every per-PE tile that
+    fits L1 x every order of the innermost loops that take more than one step (the others go
+    outermost: where a single-step loop sits changes nothing)."""
+    if "Y" in view.strided_windows():
+        raise ValueError("whole_space: strided rows are fixed one per level-0 unit; not enumerated")
+    spread = [d for d in spreadable_dims(view, allowed_roles) if l2_tile[d] > 1]
+    out: list[OnchipChoice] = []
+    for depth in range(1, MAX_LEVELS + 1):
+        for dims in itertools.permutations(spread, depth):
+            for units in unit_splits(num_pes, depth):
+                per_unit = [range(1, math.ceil(l2_tile[d] / n) + 1) for d, n in zip(dims, units)]
+                for tiles in itertools.product(*per_unit):
+                    levels = tuple(SpatialLevel(d, n, t) for d, n, t in zip(dims, units, tiles))
+                    out += _every_inner_choice(view, l2_tile, levels, l1_elements)
+    return out
+
+
+def _every_inner_choice(view: MdcView, l2_tile: dict[str, int], levels: tuple[SpatialLevel, ...],
+                        l1_elements: int) -> list[OnchipChoice]:
+    chunk = dict(l2_tile)
+    for level in levels:
+        chunk[level.dim] = level.tile
+    inner = levels[-1].dim
+    free = [d for d in view.dims if d != inner and view.mdc_dim(d) not in ("R", "S")]
+    moving = [d for d in free if chunk[d] > 1]
+    still = [d for d in view.dims if d != inner and d not in moving]
+    orders = [tuple(still) + p for p in itertools.permutations(moving)]
+    fixed = {d: chunk[d] for d in view.dims if d not in free}
+    out = []
+    for values in itertools.product(*(range(1, chunk[d] + 1) for d in free)):
+        tile = {**fixed, **dict(zip(free, values))}
+        if l1_footprint(view, tile) <= l1_elements:
+            out += [OnchipChoice(levels, tuple((d, tile[d]) for d in view.dims), o) for o in orders]
+    return out
 
 
 def trip_tiles(chunk: int) -> list[int]:

@@ -5,7 +5,8 @@ Reads:    ``ctx.op``, ``ctx.mdc_form``, ``ctx.offchip`` (L2 tile per dim, DRAM l
 Decides:  which dims go across the PE array (one to three cluster levels), the per-unit
           spatial tiles, the per-PE tile and the innermost loop order, minimising the objective
           (``latency``: runtime then energy; ``energy``: energy then runtime; ``edp``) under
-          MAESTRO's cost model.  Hard limits: exact MACs, L1 and L2; candidates within the NoC and
+          MAESTRO's cost model.  Hard limits: exact MACs, a runtime that gives each of them a
+          PE-cycle (checker rule S8), L1 and L2; candidates within the NoC and
           off-chip bandwidth rank before those that are not (a busy array can always be throttled
           into them by leaving units idle, and the search walks there when it must).
 Leaves:   ``ctx.onchip`` (an :class:`OnchipResult`: the choice, its metrics and the counts of the
@@ -15,9 +16,21 @@ The pruned space (:mod:`compiler.onchip_space`) is scored exhaustively in batche
 vectorised cost model, then the best points of the best structures are refined one tile or order
 at a time until nothing improves.  The status is OPTIMAL-IN-SPACE when all of that finished within
 the time limit and FEASIBLE when the limit cut it short.
+
+When the whole op is one L2 tile and every kept structure takes its outer level in one step,
+MAESTRO's runtime starts with the whole tile's NoC fill, not overlapped with any compute; the best
+structures whose outer level folds into several steps (a third level filling the PEs) are then
+searched as well, and the best of them seeds the refinement too.
+
+No CP-SAT model here, unlike what the design first planned: the objective is MAESTRO's case
+analysis, which a solver cannot express, and the constraints are met by construction (cluster
+sizes are the PE count's factorisations, tiles are filtered by their L1 footprint as MAESTRO
+counts it, restricted dims never spread).  A CP-SAT model choosing the L1 tile with the most MACs
+per step under the L1 limit was tried per structure and improved no mapping of the quality suite.
 """
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, replace
 
@@ -26,11 +39,13 @@ from compiler.costmodel import Metrics, evaluate_layer
 from compiler.errors import InfeasibleError
 from compiler.mdc_lowering import MdcView, OnchipChoice, build_layer, chiplet_hw, chiplet_op
 from compiler.mdc_scoring import score_choices
-from compiler.onchip_space import inner_choices, l1_footprint, neighbours, spatial_structures, spreadable_dims
+from compiler.onchip_space import (inner_choices, l1_footprint, neighbours, outer_steps, spatial_structures,
+                                   spreadable_dims)
 from passes import offchip as offchip_pass
 
 KEEP_UTILIZATION = 0.95   # structures within 5% of the best spatial utilisation are searched
 MAX_STRUCTURES = 6
+OVERLAP_STRUCTURES = 2
 L2_BUDGETS = (1.0, 0.8, 0.6, 0.4, 0.25, 0.1, 0.03, 0.01)   # fractions of L2 the off-chip tiles may use
 WIDE_KEEP, WIDE_STRUCTURES = 0.0, 48   # the wider search when nothing fits the bandwidth
 SEEDS = 2                 # refinement starts from the best point of this many array structures
@@ -47,6 +62,7 @@ class OnchipResult:
     metrics: Metrics
     structures: int              # array structures generated
     structures_kept: int         # after the utilisation / restriction pruning
+    overlapping: int             # structures added whose outer level folds (see the module doc)
     tilings: int                 # per-PE tilings tried for the kept structures
     candidates: int              # tilings that fit L1, times loop orders: scored with the cost model
     seeds: int                   # array structures the refinement started from
@@ -74,7 +90,10 @@ class OnchipResult:
     def explain(self) -> str:
         lines = [f"The on-chip subspace for this L2 tile had {self.structures:,} array structures; "
                  f"{self.structures_kept} survived pruning (spatial utilisation within "
-                 f"{1 - KEEP_UTILIZATION:.0%} of the best, the target's spatial-dim restrictions).",
+                 f"{1 - KEEP_UTILIZATION:.0%} of the best, the target's spatial-dim restrictions)"
+                 + (f", and {self.overlapping} more whose outer level folds into several steps (the op "
+                    "is one L2 tile, so without them its first NoC fill would overlap no compute)."
+                    if self.overlapping else "."),
                  f"Their per-PE tilings: {self.tilings:,}; those that fit L1, times loop orders, gave "
                  f"{self.candidates:,} candidates, all scored with the cost model, and refining the best "
                  f"of {self.seeds} structures tile by tile and order by order scored {self.refined:,} more "
@@ -101,6 +120,7 @@ class OnchipResult:
             "spatial": [{"dim": s.dim, "units": s.units, "tile": s.tile} for s in self.choice.spatial],
             "l1_tile": dict(self.choice.l1_tile), "inner_order": list(self.choice.inner_order),
             "structures": self.structures, "structures_kept": self.structures_kept,
+            "structures_overlapping": self.overlapping,
             "candidates": self.candidates, "refined": self.refined, "feasible": self.feasible,
             "within_bw": self.within_bw,
             # what staying within the bandwidth cost: the fastest candidate's runtime (None when
@@ -155,12 +175,16 @@ def search(ctx: Context, offchip, keep: float = KEEP_UTILIZATION, max_structures
     kept = sorted((s for s in structures if s.utilization >= keep * best_u),
                   key=lambda s: (-s.utilization, len(s.levels), [(l.dim, l.units, l.tile) for l in s.levels]))
     kept = kept[:max_structures]
-    candidates: list[OnchipChoice] = []
-    tilings = 0
-    for s in kept:
-        choices, tried = inner_choices(view, l2_tile, s, hw.l1_size)
-        candidates += choices
-        tilings += tried
+    overlap = []
+    if math.prod(offchip.trips.values()) == 1 and all(outer_steps(s, l2_tile) == 1 for s in kept):
+        overlap = sorted((s for s in spatial_structures(view, l2_tile, target.num_pes, target.spatial_roles, True)
+                          if outer_steps(s, l2_tile) > 1 and s.utilization >= keep * best_u),
+                         key=lambda s: (-s.utilization, outer_steps(s, l2_tile), len(s.levels),
+                                        [(l.dim, l.units, l.tile) for l in s.levels]))[:OVERLAP_STRUCTURES]
+    per_structure = [inner_choices(view, l2_tile, s, hw.l1_size) for s in kept + overlap]
+    candidates = [c for choices, _ in per_structure for c in choices]
+    tilings = sum(tried for _, tried in per_structure)
+    base = sum(len(choices) for choices, _ in per_structure[:len(kept)])   # the overlap ones' start
     deadline = time.perf_counter() + ctx.options.time_limit_s
     scores = score_choices(view, l2_tile, dram_order, candidates, hw, deadline=deadline)
     complete = scores.scored == len(candidates)
@@ -177,9 +201,10 @@ def search(ctx: Context, offchip, keep: float = KEEP_UTILIZATION, max_structures
     for ranking in (order, by_speed) if found[candidates[by_speed[0]]][0] > 1 else (order,):
         picked: list[OnchipChoice] = []
         for i in ranking:
-            if len(picked) < SEEDS and all(candidates[i].spatial != s.spatial for s in picked):
+            if i < base and len(picked) < SEEDS and all(candidates[i].spatial != s.spatial for s in picked):
                 picked.append(candidates[i])
         seeds += [c for c in picked if c not in seeds]
+    seeds += [candidates[i] for i in order if i >= base][:1]      # the best overlapping one
     refined = 0
     for current in seeds:
         rounds, walks = ROUNDS, BW_ROUNDS     # steps while over the bandwidth use up ``walks``
@@ -203,7 +228,8 @@ def search(ctx: Context, offchip, keep: float = KEEP_UTILIZATION, max_structures
     def measured(c: OnchipChoice):
         return c, evaluate_layer(build_layer(view, l2_tile, dram_order, c, op.name), hw)
     return OnchipResult(choice=ranked[0], metrics=measured(ranked[0])[1],
-                        structures=len(structures), structures_kept=len(kept), tilings=tilings,
+                        structures=len(structures), structures_kept=len(kept), overlapping=len(overlap),
+                        tilings=tilings,
                         candidates=len(candidates), seeds=len(seeds), refined=refined, feasible=len(found),
                         within_bw=sum(1 for k in found.values() if k[0] == 1.0),
                         runner_up=measured(ranked[1]) if len(ranked) > 1 else None,
