@@ -243,11 +243,13 @@ def step_tiles(chunk: int) -> list[int]:
 
 
 def neighbours(view: MdcView, l2_tile: dict[str, int], choice: OnchipChoice, l1_elements: int,
-               max_orders: int = 24, idle: bool = False) -> list[OnchipChoice]:
+               idle: bool = False) -> list[OnchipChoice]:
     """Choices one step from ``choice``: one per-PE tile changed to any :func:`step_tiles` value,
     the per-unit tile of one level changed likewise (or, with ``idle``, to fewer busy units; tiles
-    below clamped), or another order of the innermost loops that take more than one step.  Only
-    those that fit L1 are returned."""
+    below clamped), or two of the innermost loops that take more than one step swapped (each
+    order is its own MDC template, scored in a call of its own, so whole permutations cost more
+    than they found: none changed a mapping of the quality suite on edge or cloud).  Only those
+    that fit L1 are returned."""
     out: list[OnchipChoice] = []
     l1 = dict(choice.l1_tile)
 
@@ -284,8 +286,10 @@ def neighbours(view: MdcView, l2_tile: dict[str, int], choice: OnchipChoice, l1_
                 add(levels, l1, choice.inner_order)
     steps = [d for d in choice.inner_order if l1[d] < chunk[d]]
     single = [d for d in choice.inner_order if d not in steps]
-    for perm in itertools.islice(itertools.permutations(steps), max_orders):
-        order = tuple(single) + perm
+    for i, j in itertools.combinations(range(len(steps)), 2):
+        perm = list(steps)
+        perm[i], perm[j] = perm[j], perm[i]
+        order = tuple(single + perm)
         if order != choice.inner_order:
             add(choice.spatial, l1, order)
     return out
