@@ -246,10 +246,10 @@ def neighbours(view: MdcView, l2_tile: dict[str, int], choice: OnchipChoice, l1_
                idle: bool = False) -> list[OnchipChoice]:
     """Choices one step from ``choice``: one per-PE tile changed to any :func:`step_tiles` value,
     the per-unit tile of one level changed likewise (or, with ``idle``, to fewer busy units; tiles
-    below clamped), or two of the innermost loops that take more than one step swapped (each
-    order is its own MDC template, scored in a call of its own, so whole permutations cost more
-    than they found: none changed a mapping of the quality suite on edge or cloud).  Only those
-    that fit L1 are returned."""
+    below clamped), or two neighbouring loops of those that take more than one step swapped
+    (repeated rounds reach any order; each order is its own MDC template, scored in a call of its
+    own, and trying every permutation or every pair at once changed no mapping of the quality
+    suite on edge or cloud).  Only those that fit L1 are returned."""
     out: list[OnchipChoice] = []
     l1 = dict(choice.l1_tile)
 
@@ -286,9 +286,9 @@ def neighbours(view: MdcView, l2_tile: dict[str, int], choice: OnchipChoice, l1_
                 add(levels, l1, choice.inner_order)
     steps = [d for d in choice.inner_order if l1[d] < chunk[d]]
     single = [d for d in choice.inner_order if d not in steps]
-    for i, j in itertools.combinations(range(len(steps)), 2):
+    for i in range(len(steps) - 1):
         perm = list(steps)
-        perm[i], perm[j] = perm[j], perm[i]
+        perm[i], perm[i + 1] = perm[i + 1], perm[i]
         order = tuple(single + perm)
         if order != choice.inner_order:
             add(choice.spatial, l1, order)
