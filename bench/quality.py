@@ -64,7 +64,7 @@ from compiler.mdc import make_layer, parse_mdc_file  # noqa: E402
 from compiler.mdc_lowering import MdcView, OnchipChoice, build_layer, chiplet_hw, chiplet_op  # noqa: E402
 from compiler.mdc_scoring import score_choices  # noqa: E402
 from compiler.model import load_model  # noqa: E402
-from compiler.onchip_space import inner_orders, l1_footprint, spatial_structures, whole_space  # noqa: E402
+from compiler.onchip_space import inner_orders, l1_footprint, level_chunks, spatial_structures, whole_space  # noqa: E402
 from compiler.pipeline import run_pipeline  # noqa: E402
 from targets import load_target  # noqa: E402
 
@@ -190,9 +190,7 @@ def random_search(view: MdcView, ctx, hw, budget_s: float, seed: int) -> tuple[i
         while len(batch) < 256 and tries < 4096:
             tries += 1
             s = structures[rng.integers(len(structures))]
-            chunk = dict(l2_tile)
-            for lvl in s.levels:
-                chunk[lvl.dim] = lvl.tile
+            chunk = level_chunks(l2_tile, s.levels)
             inner = s.levels[-1].dim
             tile = {}
             for d in view.dims:

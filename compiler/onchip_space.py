@@ -164,22 +164,36 @@ def inner_orders(view: MdcView, spatial_dim: str) -> list[tuple[str, ...]]:
     return seen
 
 
-def inner_choices(view: MdcView, l2_tile: dict[str, int], structure: Structure, l1_elements: int,
-                  max_orders: int = 5) -> tuple[list[OnchipChoice], int]:
-    """Per-PE tiles x orders for one structure; returns (choices that fit L1, tilings tried)."""
+def level_chunks(l2_tile: dict[str, int], levels: tuple[SpatialLevel, ...]) -> dict[str, int]:
+    """What one PE's loops cover per dim below ``levels``: the L2 tile, or a spread dim's per-unit
+    tile."""
     chunk = dict(l2_tile)
-    for lvl in structure.levels:
+    for lvl in levels:
         chunk[lvl.dim] = lvl.tile
-    inner = structure.levels[-1].dim
+    return chunk
+
+
+def _fitting_tiles(view: MdcView, chunk: dict[str, int], inner: str, l1_elements: int,
+                   options) -> tuple[list[dict[str, int]], int]:
+    """(per-PE tiles that fit L1, tilings tried): each dim but the filter taps and the innermost
+    spread dim (whole chunks) takes a value from ``options(chunk)``."""
     free = [d for d in view.dims if d != inner and view.mdc_dim(d) not in ("R", "S")]
-    fixed = {d: chunk[d] for d in view.dims if view.mdc_dim(d) in ("R", "S")}
-    fixed[inner] = chunk[inner]
+    fixed = {d: chunk[d] for d in view.dims if d not in free}
     tried, fits = 0, []
-    for values in itertools.product(*(_tile_options(chunk[d]) for d in free)):
+    for values in itertools.product(*(options(chunk[d]) for d in free)):
         tried += 1
         tile = {**fixed, **dict(zip(free, values))}
         if l1_footprint(view, tile) <= l1_elements:
             fits.append(tile)
+    return fits, tried
+
+
+def inner_choices(view: MdcView, l2_tile: dict[str, int], structure: Structure, l1_elements: int,
+                  max_orders: int = 5) -> tuple[list[OnchipChoice], int]:
+    """Per-PE tiles x orders for one structure; returns (choices that fit L1, tilings tried)."""
+    inner = structure.levels[-1].dim
+    fits, tried = _fitting_tiles(view, level_chunks(l2_tile, structure.levels), inner, l1_elements,
+                                 _tile_options)
     orders = inner_orders(view, inner)[:max_orders]
     choices = [OnchipChoice(structure.levels, tuple((d, t[d]) for d in view.dims), order, structure.merged)
                for t in fits for order in orders]
@@ -203,26 +217,13 @@ def whole_space(view: MdcView, l2_tile: dict[str, int], num_pes: int, allowed_ro
                 per_unit = [range(1, math.ceil(l2_tile[d] / n) + 1) for d, n in zip(dims, units)]
                 for tiles in itertools.product(*per_unit):
                     levels = tuple(SpatialLevel(d, n, t) for d, n, t in zip(dims, units, tiles))
-                    out += _every_inner_choice(view, l2_tile, levels, l1_elements)
-    return out
-
-
-def _every_inner_choice(view: MdcView, l2_tile: dict[str, int], levels: tuple[SpatialLevel, ...],
-                        l1_elements: int) -> list[OnchipChoice]:
-    chunk = dict(l2_tile)
-    for level in levels:
-        chunk[level.dim] = level.tile
-    inner = levels[-1].dim
-    free = [d for d in view.dims if d != inner and view.mdc_dim(d) not in ("R", "S")]
-    moving = [d for d in free if chunk[d] > 1]
-    still = [d for d in view.dims if d != inner and d not in moving]
-    orders = [tuple(still) + p for p in itertools.permutations(moving)]
-    fixed = {d: chunk[d] for d in view.dims if d not in free}
-    out = []
-    for values in itertools.product(*(range(1, chunk[d] + 1) for d in free)):
-        tile = {**fixed, **dict(zip(free, values))}
-        if l1_footprint(view, tile) <= l1_elements:
-            out += [OnchipChoice(levels, tuple((d, tile[d]) for d in view.dims), o) for o in orders]
+                    chunk, inner = level_chunks(l2_tile, levels), levels[-1].dim
+                    moving = [d for d in view.dims if d != inner and view.mdc_dim(d) not in ("R", "S")
+                              and chunk[d] > 1]
+                    still = tuple(d for d in view.dims if d != inner and d not in moving)
+                    fits, _ = _fitting_tiles(view, chunk, inner, l1_elements, lambda c: range(1, c + 1))
+                    out += [OnchipChoice(levels, tuple((d, t[d]) for d in view.dims), still + p)
+                            for t in fits for p in itertools.permutations(moving)]
     return out
 
 
@@ -253,20 +254,14 @@ def neighbours(view: MdcView, l2_tile: dict[str, int], choice: OnchipChoice, l1_
     out: list[OnchipChoice] = []
     l1 = dict(choice.l1_tile)
 
-    def chunks(levels) -> dict[str, int]:
-        c = dict(l2_tile)
-        for lvl in levels:
-            c[lvl.dim] = lvl.tile
-        return c
-
     def add(levels, tile: dict[str, int], order) -> None:
-        c = chunks(levels)
+        c = level_chunks(l2_tile, levels)
         tile = {d: min(t, c[d]) for d, t in tile.items()}
         tile[levels[-1].dim] = c[levels[-1].dim]
         if l1_footprint(view, tile) <= l1_elements:
             out.append(OnchipChoice(levels, tuple((d, tile[d]) for d in view.dims), order, choice.merged))
 
-    chunk = chunks(choice.spatial)
+    chunk = level_chunks(l2_tile, choice.spatial)
     inner = choice.spatial[-1].dim
     for d in view.dims:
         if d == inner or view.mdc_dim(d) in ("R", "S"):
@@ -277,7 +272,7 @@ def neighbours(view: MdcView, l2_tile: dict[str, int], choice: OnchipChoice, l1_
     for i, lvl in enumerate(choice.spatial):
         if choice.merged and i == 0:
             continue  # strided rows: one per unit, fixed by the off-chip tile
-        above = chunks(choice.spatial[:i])[lvl.dim]
+        above = level_chunks(l2_tile, choice.spatial[:i])[lvl.dim]
         # Smaller tiles fold the level; with ``idle``, larger ones leave units idle, which is how
         # a mapping gets within a bandwidth that every busy unit would exceed.
         for v in sorted(set(step_tiles(-(-above // lvl.units))) | set(trip_tiles(above) if idle else ())):

@@ -178,8 +178,10 @@ def search(ctx: Context, offchip, keep: float = KEEP_UTILIZATION, max_structures
     if not structures:
         return None     # every spreadable dim has L2 tile 1
     best_u = max(s.utilization for s in structures)
+    def spelled(s):      # ties between structures broken by how they read, for reproducible output
+        return [(l.dim, l.units, l.tile) for l in s.levels]
     kept = sorted((s for s in structures if s.utilization >= keep * best_u),
-                  key=lambda s: (-s.utilization, len(s.levels), [(l.dim, l.units, l.tile) for l in s.levels]))
+                  key=lambda s: (-s.utilization, len(s.levels), spelled(s)))
     kept = kept[:max_structures]
     overlap = []
     fill = l1_footprint(view, l2_tile) / 2 / hw.noc_bw        # cycles to bring the L2 tile in once
@@ -187,8 +189,8 @@ def search(ctx: Context, offchip, keep: float = KEEP_UTILIZATION, max_structures
             and all(outer_steps(s, l2_tile) == 1 for s in kept)):
         overlap = sorted((s for s in spatial_structures(view, l2_tile, target.num_pes, target.spatial_roles, True)
                           if outer_steps(s, l2_tile) > 1 and s.utilization >= keep * best_u),
-                         key=lambda s: (-s.utilization, outer_steps(s, l2_tile), len(s.levels),
-                                        [(l.dim, l.units, l.tile) for l in s.levels]))[:OVERLAP_STRUCTURES]
+                         key=lambda s: (-s.utilization, outer_steps(s, l2_tile), len(s.levels), spelled(s))
+                         )[:OVERLAP_STRUCTURES]
     per_structure = [inner_choices(view, l2_tile, s, hw.l1_size) for s in kept + overlap]
     candidates = [c for choices, _ in per_structure for c in choices]
     tilings = sum(tried for _, tried in per_structure)
