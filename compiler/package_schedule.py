@@ -1,0 +1,219 @@
+"""The package schedule as one CP-SAT model: stage cuts, chiplet sets and the shared resources.
+
+Per chain (a model, or all models run one after another) and stage slot ``j`` the model has:
+
+* ``a[l][j]``: layer ``l`` is in stage ``j`` or later (monotone in ``l`` and ``j``, so stages are
+  contiguous layer ranges and used stages come first);
+* ``x[j][S]``: stage ``j`` runs on chiplet set ``S`` (at most one set; a used stage has one);
+* ``z[l][j][S]`` = layer ``l`` in stage ``j`` on ``S``, which prices the layer;
+* ``w[j][A,B]``: the cut after stage ``j`` goes from set ``A`` to set ``B``; the layer where the
+  chain is cut and the pair price the transfer, the DRAM traffic it saves and its links.
+
+Shared resources are constraints: every chiplet in at most one stage of all chains; every
+directed mesh link carries at most one cut's stream; an activation goes over the links only when
+it fits twice in the receiving set's L2 (else through DRAM, at the stage's share of the DRAM
+interface, which the per-layer costs already price).  The objective is the interval, the latency,
+the energy or their product (EDP) per period, ties broken by the interval or latency.  The
+figures reported come from :func:`compiler.package.evaluate` on the decoded placement; when the
+solver proves optimality they equal the model's objective (the brute-force test checks this).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from .errors import MapcError
+from .package import Chain, Figures, Placement, Problem, evaluate, lockstep
+
+KINDS = ("lockstep", "pipeline", "concurrent", "auto")
+
+
+@dataclass(frozen=True)
+class Solved:
+    """A schedule kind's best placement: its figures and how the solver got there."""
+
+    figures: Figures
+    solver: str            # "CP-SAT", or "none" for lockstep (nothing to decide)
+    status: str            # OPTIMAL / FEASIBLE (CP-SAT), FIXED (lockstep)
+    seconds: float
+    chains: tuple[str, ...]
+
+
+def pipeline_problem(problem: Problem) -> Problem:
+    """All chains joined into one (models one after another), for the ``pipeline`` kind."""
+    if len(problem.chains) == 1:
+        return problem
+    joined = Chain("+".join(c.name for c in problem.chains),
+                   tuple(l for c in problem.chains for l in c.layers))
+    return Problem(problem.package, (joined,), problem.costs)
+
+
+def solve_kind(problem: Problem, kind: str, objective: str, time_limit: float) -> Solved:
+    """The best placement of one schedule kind (``lockstep``, ``pipeline`` or ``concurrent``)."""
+    if kind == "lockstep":
+        return Solved(lockstep(problem), "none", "FIXED", 0.0, tuple(c.name for c in problem.chains))
+    if kind == "concurrent" and len(problem.chains) < 2:
+        raise MapcError("--schedule concurrent needs a workload of at least two models", place="--schedule")
+    if kind == "pipeline":
+        problem = pipeline_problem(problem)
+    start = time.perf_counter()
+    figures, status = _cp_sat(problem, objective, time_limit, kind)
+    return Solved(figures, "CP-SAT", status, time.perf_counter() - start, tuple(c.name for c in problem.chains))
+
+
+def solve(problem: Problem, kind: str, objective: str, time_limit: float) -> tuple[Solved, dict[str, Solved]]:
+    """The chosen schedule and every kind tried (``auto``: the best for ``objective``, lockstep
+    unless another kind is strictly better; the order lockstep, pipeline, concurrent breaks ties)."""
+    kinds = [kind] if kind != "auto" else ["pipeline"] + (["concurrent"] if len(problem.chains) > 1 else [])
+    tried = {"lockstep": solve_kind(problem, "lockstep", objective, time_limit)}
+    for k in kinds:
+        if k != "lockstep":
+            tried[k] = solve_kind(problem, k, objective, time_limit)
+    if kind != "auto":
+        return tried[kind], tried
+    best = min(tried.values(), key=lambda s: s.figures.key(objective))  # dict order breaks ties
+    return best, tried
+
+
+def _cp_sat(problem: Problem, objective: str, time_limit: float, kind: str) -> tuple[Figures, str]:
+    from ortools.sat.python import cp_model  # imported here: it costs ~0.4 s
+
+    pkg = problem.package
+    sets = pkg.sets()
+    m = cp_model.CpModel()
+    chiplet_use: dict[int, list] = {p: [] for p in pkg.everything}
+    link_use: dict[tuple[int, int], list] = {}
+    stage_vars = []                      # per chain: (a, x, z, J)
+    durations, latencies, energy_terms, hint = [], [], [], []
+    horizon = sum(max(problem.cost(l, s)[0] for s in sets) for c in problem.chains for l in c.layers)
+    horizon += sum(max(problem.cut(l, a, b).cycles for a in sets for b in sets if not set(a) & set(b))
+                   for c in problem.chains for l in c.layers)
+    slots = max(1, pkg.count - len(problem.chains) + 1)
+    for ci, chain in enumerate(problem.chains):
+        L, J = len(chain.layers), min(slots, len(chain.layers))
+        one = m.NewConstant(1)
+        a = [[one] + [m.NewBoolVar(f"a{ci}_{l}_{j}") for j in range(1, J)] for l in range(L)]
+        for l in range(L):
+            for j in range(1, J):
+                if l == 0:
+                    m.Add(a[l][j] == 0)
+                else:
+                    m.Add(a[l][j] >= a[l - 1][j])
+                if j > 1:
+                    m.Add(a[l][j] <= a[l][j - 1])
+
+        def y(l, j):
+            return a[l][j] - (a[l][j + 1] if j + 1 < J else 0)
+        x = [{s: m.NewBoolVar(f"x{ci}_{j}_{s}") for s in sets} for j in range(J)]
+        lat_terms = []
+        for j in range(J):
+            used = a[L - 1][j]
+            m.Add(sum(x[j].values()) == used)
+            m.Add(sum(y(l, j) for l in range(L)) >= used)
+            for s, var in x[j].items():
+                for p in s:
+                    chiplet_use[p].append(var)
+            z = {}
+            for l, layer in enumerate(chain.layers):
+                for s in sets:
+                    z[l, s] = m.NewBoolVar(f"z{ci}_{l}_{j}_{s}")
+                    m.AddImplication(z[l, s], x[j][s])
+                    cyc, _, en = problem.cost(layer, s)
+                    energy_terms.append(en * z[l, s])
+                m.Add(sum(z[l, s] for s in sets) == y(l, j))
+            compute = sum(problem.cost(layer, s)[0] * z[l, s] for l, layer in enumerate(chain.layers) for s in sets)
+            dur = m.NewIntVar(0, horizon, f"d{ci}_{j}")
+            m.Add(dur >= compute)
+            if j + 1 < J:
+                tr = m.NewIntVar(0, horizon, f"t{ci}_{j}")
+                saving = m.NewIntVar(-10 ** 15, 10 ** 15, f"s{ci}_{j}")
+                nxt = a[L - 1][j + 1]
+                m.Add(tr == 0).OnlyEnforceIf(nxt.Not())
+                m.Add(saving == 0).OnlyEnforceIf(nxt.Not())
+                # e(l): the chain is cut right after layer l (the first layer of stage j+1 is l+1)
+                cut_at = [a[l + 1][j + 1] - a[l][j + 1] for l in range(L - 1)]
+                pair_vars = []
+                for s in sets:
+                    for t in sets:
+                        if set(s) & set(t):
+                            continue
+                        w = m.NewBoolVar(f"w{ci}_{j}_{s}_{t}")
+                        m.AddBoolOr([x[j][s].Not(), x[j + 1][t].Not(), w])
+                        m.AddImplication(w, x[j][s])
+                        m.AddImplication(w, x[j + 1][t])
+                        pair_vars.append(w)
+                        cuts = [problem.cut(layer, s, t) for layer in chain.layers[:-1]]
+                        m.Add(tr == sum(c.cycles * e for c, e in zip(cuts, cut_at))).OnlyEnforceIf(w)
+                        m.Add(saving == sum(c.saving * e for c, e in zip(cuts, cut_at))).OnlyEnforceIf(w)
+                        for link in cuts[0].reserved if cuts else ():
+                            link_use.setdefault(link, []).append(w)
+                m.Add(sum(pair_vars) == nxt)
+                m.Add(dur >= tr)
+                energy_terms.append(-saving)
+            durations.append(dur)
+            lat_terms.append(dur)
+        lat = m.NewIntVar(0, horizon, f"lat{ci}")
+        m.Add(lat == sum(lat_terms))
+        latencies.append(lat)
+        stage_vars.append((a, x, J))
+        hint.append((a, x, J))
+    for p, vs in chiplet_use.items():
+        m.AddAtMostOne(vs)
+    for link, vs in link_use.items():
+        m.AddAtMostOne(vs)
+    period = m.NewIntVar(0, horizon, "period")
+    m.AddMaxEquality(period, durations)
+    latency = m.NewIntVar(0, horizon, "latency")
+    m.AddMaxEquality(latency, latencies)
+    e_max = sum(max(abs(problem.cost(l, s)[2]) for s in sets) for c in problem.chains for l in c.layers) + 1
+    energy = m.NewIntVar(0 if objective == "edp" else -e_max, e_max, "energy")
+    m.Add(energy == sum(energy_terms))
+    big = horizon + 1
+    if objective == "throughput":
+        m.Minimize(period * big + latency)
+    elif objective == "latency":
+        m.Minimize(latency * big + period)
+    elif objective == "energy":
+        m.Minimize(energy * big + period)
+    else:
+        # energy in units that keep the product well inside 64 bits (unit 1 on small instances)
+        unit = max(1, e_max // 10 ** 6)
+        scaled = m.NewIntVar(0, e_max // unit + 1, "energy_units")
+        m.AddDivisionEquality(scaled, energy, unit)
+        edp = m.NewIntVar(0, (e_max // unit + 1) * horizon, "edp")
+        m.AddMultiplicationEquality(edp, [scaled, period])
+        m.Minimize(edp)
+    _hint_single_stage(m, problem, stage_vars)
+    solver = cp_model.CpSolver()
+    solver.parameters.max_time_in_seconds = time_limit
+    solver.parameters.num_workers = 1       # deterministic: same input, same schedule
+    code = solver.Solve(m)
+    if code not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+        raise MapcError(f"the package schedule found no placement within {time_limit:g} s "
+                        f"(CP-SAT {solver.StatusName(code)}); raise --time-limit", place="--schedule")
+    placements = []
+    for ci, (a, x, J) in enumerate(stage_vars):
+        L = len(problem.chains[ci].layers)
+        firsts = [0] + [next(l for l in range(L) if solver.Value(a[l][j])) for j in range(1, J)
+                        if solver.Value(a[L - 1][j])]
+        for j, first in enumerate(firsts):
+            last = firsts[j + 1] - 1 if j + 1 < len(firsts) else L - 1
+            s = next(s for s, var in x[j].items() if solver.Value(var))
+            placements.append(Placement(ci, first, last, s))
+    figures = evaluate(problem, kind, tuple(placements))
+    return figures, solver.StatusName(code)
+
+
+def _hint_single_stage(m, problem: Problem, stage_vars) -> None:
+    """Hint the one-stage placement (each chain on its own share of the chiplets), a solution
+    every instance has, so the search starts from a feasible point."""
+    n, chains = problem.package.count, len(problem.chains)
+    for ci, (a, x, J) in enumerate(stage_vars):
+        share = tuple(range(ci * (n // chains), (ci + 1) * (n // chains))) if ci < chains - 1 \
+            else tuple(range(ci * (n // chains), n))
+        for row in a:
+            for var in row[1:]:
+                m.AddHint(var, 0)
+        for j in range(J):
+            for s, var in x[j].items():
+                m.AddHint(var, int(j == 0 and s == share))
