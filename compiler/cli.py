@@ -68,8 +68,11 @@ def main(debug: bool) -> None:
 @click.option("-t", "--target", required=True, help="Bundled target name (see `mapc targets`) or a target .yaml path.")
 @click.option("-o", "--out", "out_dir", type=click.Path(path_type=Path), default=Path("mapc-out"),
               show_default=True, help="Directory for <op>.report.json and the backend's files.")
-@click.option("--objective", type=click.Choice(["latency", "energy", "edp"]), default="latency",
-              show_default=True, help="What the on-chip search minimises.")
+@click.option("--objective", type=click.Choice(["latency", "throughput", "energy", "edp"]), default="latency",
+              show_default=True, help="What the on-chip search and the package schedule minimise "
+                                      "(throughput: the on-chip search as for latency).")
+@click.option("--schedule", type=click.Choice(["lockstep", "pipeline", "concurrent", "auto"]), default="auto",
+              show_default=True, help="Model/workload files on a chiplet package: how layers share the chiplets.")
 @click.option("--backend", type=click.Choice(["mdc", "gemm"]), default=None,
               help="Backend for targets that have several (default: the target's first).")
 @click.option("--dump-after", multiple=True, type=click.Choice(PASS_NAMES), metavar="PASS",
@@ -88,7 +91,7 @@ def main(debug: bool) -> None:
 @click.option("--plot", is_flag=True, help="Model files: also write <model>.png (runtime vs roofline, utilisation).")
 @click.option("--no-timings", is_flag=True, help="Write 0 for wall times in reports (byte-identical reruns).")
 @handle_errors
-def compile(op: Path, target: str, out_dir: Path, objective: str, backend: str | None,
+def compile(op: Path, target: str, out_dir: Path, objective: str, schedule: str, backend: str | None,
             dump_after: tuple[str, ...], stop_after: str | None, time_limit: float, offchip_slack: float,
             emit: str | None,
             jobs: int, plot: bool, no_timings: bool) -> None:
@@ -107,7 +110,7 @@ def compile(op: Path, target: str, out_dir: Path, objective: str, backend: str |
                 raise MapcError(f"{flag} applies to operator files, not to a model", file=str(op), place=flag)
         _compile_model(op, tgt, Options(objective=objective, backend=backend, time_limit_s=time_limit,
                                 offchip_slack=offchip_slack),
-                       out_dir, jobs=jobs, plot=plot, timings=not no_timings)
+                       out_dir, jobs=jobs, plot=plot, timings=not no_timings, schedule=schedule)
         return
     if plot or jobs > 1:
         raise MapcError(f"{'--plot' if plot else '-j'} applies to model files (a YAML file with 'layers')",
@@ -138,13 +141,20 @@ def compile(op: Path, target: str, out_dir: Path, objective: str, backend: str |
 
 
 def _compile_model(path: Path, tgt, options: Options, out_dir: Path, *, jobs: int, plot: bool,
-                   timings: bool) -> None:
+                   timings: bool, schedule: str = "auto") -> None:
     """The model branch of `mapc compile`: all layers or nothing."""
     from .model_compile import Progress, compile_model, table, write_outputs
 
     with Progress(f"compiling {path.name}") as progress:
-        result = compile_model(path, tgt, options, jobs=jobs, timings=timings, progress=progress)
+        if tgt.chiplets:  # a package: every layer on every chiplet-set size, then the schedule
+            from .package_report import scheduled_model
+            result = scheduled_model(path, tgt, options, schedule, jobs=jobs, timings=timings, progress=progress)
+        else:
+            result = compile_model(path, tgt, options, jobs=jobs, timings=timings, progress=progress)
     Console(highlight=False, markup=False, width=max(stdout.width, 140)).print(table(result))
+    if result.schedule:
+        from .package_report import narrate as narrate_schedule
+        stdout.print(narrate_schedule(result.schedule, tgt.name), end="")
     failures = result.failures
     if failures:
         for r in failures:
@@ -157,10 +167,14 @@ def _compile_model(path: Path, tgt, options: Options, out_dir: Path, *, jobs: in
     png = None
     if plot:
         from .plots import model_png
-        png = (f"{result.model.name}.png", model_png(result.report()))
+        png = [(f"{result.model.name}.png", model_png(result.report()))]
+        if result.schedule:  # chiplets x time over a few periods
+            from .package_report import gantt_png
+            png.append((f"{result.model.name}.schedule.png",
+                        gantt_png(result.schedule, result.model.name, tgt.num_chiplets)))
     written = write_outputs(out_dir, result.files(), png)
     stdout.print(f"wrote {len(written)} files to {out_dir}: model.report.json, model.report.csv"
-                 + (f", {png[0]}" if png else "") + f" and per-layer files; {result.wall_seconds:.1f} s "
+                 + (f", {', '.join(n for n, _ in png)}" if png else "") + f" and per-layer files; {result.wall_seconds:.1f} s "
                  f"with {jobs} job(s)")
 
 
@@ -176,12 +190,28 @@ def show(op: Path) -> None:
 @main.command()
 @click.argument("op", type=click.Path(path_type=Path))
 @click.option("-t", "--target", required=True, help="Bundled target name or a target .yaml path.")
-@click.option("--objective", type=click.Choice(["latency", "energy", "edp"]), default="latency", show_default=True)
+@click.option("--objective", type=click.Choice(["latency", "throughput", "energy", "edp"]), default="latency",
+              show_default=True)
+@click.option("--schedule", type=click.Choice(["lockstep", "pipeline", "concurrent", "auto"]), default="auto",
+              show_default=True, help="Model/workload files on a chiplet package: the schedule to narrate.")
 @click.option("--backend", type=click.Choice(["mdc", "gemm"]), default=None)
 @click.option("--time-limit", type=click.FloatRange(min=0.01), default=10.0, show_default=True)
+@click.option("-j", "--jobs", type=click.IntRange(min=1), default=1, show_default=True)
 @handle_errors
-def explain(op: Path, target: str, objective: str, backend: str | None, time_limit: float) -> None:
-    """Narrate how OP is compiled for a target: each pass, what it decided and why (writes nothing)."""
+def explain(op: Path, target: str, objective: str, schedule: str, backend: str | None, time_limit: float,
+            jobs: int) -> None:
+    """Narrate how OP is compiled for a target: each pass, what it decided and why (writes nothing).
+
+    For a model or workload file on a chiplet package: the package schedule, stage by stage."""
+    tgt = load_target(target)
+    if is_model_file(op) and tgt.chiplets:
+        from .package_report import narrate as narrate_schedule, scheduled_model
+        result = scheduled_model(op, tgt, Options(objective=objective, backend=backend, time_limit_s=time_limit),
+                                 schedule, jobs=jobs)
+        if result.failures:
+            raise MapcError(f"layer {result.failures[0].name}: {result.failures[0].error}", file=str(op))
+        stdout.print(narrate_schedule(result.schedule, tgt.name), end="")
+        return
     ctx = run_pipeline(op, load_target(target), Options(objective=objective, backend=backend,
                                                          time_limit_s=time_limit))
     stdout.print(narrate(ctx), end="")

@@ -31,9 +31,10 @@ from typing import Any, Callable
 from .context import Options
 from .errors import MapcError
 from .outputs import write_all
-from .model import Model, ModelLayer, load_model, unique_layers
+from .model import Model, ModelLayer, unique_layers
 from .pipeline import run_pipeline
 from .report import build_report, dump_report, without_timings
+from .workload import load_workload
 from .yamlio import load_yaml_mapping, read_text
 
 MODEL_REPORT_VERSION = 1
@@ -45,9 +46,10 @@ CSV_COLUMNS = ("name", "repeat", "macs", "runtime_cycles", "energy_mac_units", "
 
 
 def is_model_file(path: Path) -> bool:
-    """True when ``path`` is a YAML mapping with a ``layers`` key (a model, not an operator)."""
+    """True when ``path`` is a YAML mapping with a ``layers`` key (a model) or ``models`` (a workload)."""
     try:
-        return "layers" in load_yaml_mapping(read_text(Path(path), "operator"), str(path))
+        data = load_yaml_mapping(read_text(Path(path), "operator"), str(path))
+        return "layers" in data or "models" in data      # a model, or a workload of models
     except MapcError:  # let the operator path report the problem with its own message
         return False
 
@@ -103,6 +105,8 @@ class ModelResult:
     merged: tuple[tuple[str, ...], ...]     # per distinct layer, every model layer it stands for
     results: tuple[LayerResult, ...]
     wall_seconds: float
+    schedule: dict | None = None                       # chiplet packages: the package schedule
+    extra_files: tuple[tuple[str, str], ...] = ()      # e.g. each layer compiled on fewer chiplets
 
     @property
     def failures(self) -> tuple[LayerResult, ...]:
@@ -159,7 +163,7 @@ class ModelResult:
     def report(self) -> dict[str, Any]:
         """``model.report.json`` as a dict."""
         return {"report_version": MODEL_REPORT_VERSION, "model": self.model.name, "target": self.target_name,
-                "layers": self.rows(), "totals": self.totals()}
+                "layers": self.rows(), "totals": self.totals()} | ({"schedule": self.schedule} if self.schedule else {})
 
     def csv_text(self) -> str:
         """``model.report.csv``: one row per distinct layer, then a ``TOTAL`` row."""
@@ -177,7 +181,7 @@ class ModelResult:
     def files(self) -> list[tuple[str, str]]:
         """Every output file: per-layer files, shared ones once, then the two model reports."""
         out: dict[str, str] = {}
-        for r in self.results:
+        for r in self.results + (LayerResult(-1, "", self.extra_files, None, None),):
             for name, text in r.files:
                 if name in out and out[name] != text:  # e.g. HW files of layers with other dtypes
                     name = f"{r.name}.{name}"
@@ -224,28 +228,35 @@ def compile_model(path: Path, target, options: Options = Options(), *, jobs: int
     ``progress(done, total, layer_name)`` is called as layers finish.  Layer failures are in the
     result (:attr:`ModelResult.failures`); only a malformed model file raises here."""
     start = time.perf_counter()
-    model = load_model(path)
+    model = load_workload(path).union()      # a model file, or a workload's models one after another
     layers, merged = distinct_layers(model)
     job_list = [LayerJob(i, layer, target, options, timings) for i, layer in enumerate(layers)]
+    results = run_jobs(job_list, jobs, progress)
+    wall = time.perf_counter() - start
+    return ModelResult(model, target.name, layers, merged, tuple(results), wall if timings else 0.0)
+
+
+def run_jobs(job_list: list[LayerJob], jobs: int, progress: Callable[[int, int, str], None] | None = None,
+             worker: Callable[[LayerJob], LayerResult] = compile_layer) -> list[LayerResult]:
+    """Run ``worker`` on every job in ``jobs`` processes; results in job order (``job.index``)."""
     results: list[LayerResult | None] = [None] * len(job_list)
     done = 0
     if jobs <= 1 or len(job_list) <= 1:
         for job in job_list:
-            results[job.index] = compile_layer(job)
+            results[job.index] = worker(job)
             done += 1
             if progress:
                 progress(done, len(job_list), job.layer.name)
     else:
         with _pool(min(jobs, len(job_list))) as pool:
-            futures = [pool.submit(compile_layer, job) for job in job_list]
+            futures = [pool.submit(worker, job) for job in job_list]
             for fut in as_completed(futures):
                 r = fut.result()
                 results[r.index] = r
                 done += 1
                 if progress:
                     progress(done, len(job_list), r.name)
-    wall = time.perf_counter() - start
-    return ModelResult(model, target.name, layers, merged, tuple(results), wall if timings else 0.0)
+    return results
 
 
 def table(result: ModelResult):
@@ -303,25 +314,34 @@ class Progress:
         self._bar.update(self._task, completed=done, total=total, last=name)
 
 
-def write_outputs(out_dir: Path, files: list[tuple[str, str]], png: tuple[str, bytes] | None = None) -> list[Path]:
-    """Write the text files with :func:`write_all` and the optional PNG with them: the PNG is
+def write_outputs(out_dir: Path, files: list[tuple[str, str]],
+                  png: tuple[str, bytes] | list[tuple[str, bytes]] | None = None) -> list[Path]:
+    """Write the text files with :func:`write_all` and the optional PNG(s) with them: each PNG is
     staged in a temp file first and renamed only after every text file is in place."""
-    if png is None:
+    pngs = [png] if isinstance(png, tuple) else list(png or [])
+    if not pngs:
         return write_all(out_dir, files)
     out_dir = Path(out_dir)
+    tmps: list[str] = []
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{png[0]}.", dir=out_dir)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(png[1])
+        for name, data in pngs:
+            fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=out_dir)
+            tmps.append(tmp)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
     except OSError as e:
+        for tmp in tmps:
+            Path(tmp).unlink(missing_ok=True)
         raise MapcError(f"cannot write outputs ({e.strerror})", file=str(out_dir)) from None
     try:
         written = write_all(out_dir, files)
-        os.replace(tmp, out_dir / png[0])
+        for tmp, (name, _) in zip(tmps, pngs):
+            os.replace(tmp, out_dir / name)
     except (MapcError, OSError) as e:
-        Path(tmp).unlink(missing_ok=True)
+        for tmp in tmps:
+            Path(tmp).unlink(missing_ok=True)
         if isinstance(e, MapcError):
             raise
         raise MapcError(f"cannot write outputs ({e.strerror})", file=str(out_dir)) from None
-    return written + [out_dir / png[0]]
+    return written + [out_dir / name for name, _ in pngs]

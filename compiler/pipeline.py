@@ -112,6 +112,9 @@ def run_pipeline(op_path: Path, target, options: Options = Options(), *, stop_af
 
     ``op``: an operator already parsed (a layer of a model file); ``op_path`` then only names it
     in messages."""
+    if target.kinds:  # each chiplet kind compiles its own part: that is the package schedule's job
+        raise MapcError(f"target '{target.name}' has chiplets of several kinds; compile a model or workload "
+                        "file for it (the package schedule places each layer)", file=str(op_path))
     ctx = Context(op_path=Path(op_path), target=target, options=options, op=op)
     backend = selected_backend(ctx)
     for p in PIPELINE:

@@ -43,6 +43,7 @@ class Chiplets:
     count: int
     mesh: tuple[int, int]
     link_bw_elems_per_cycle: float
+    layout: tuple[str, ...] = ()       # kind per mesh position (row by row); () when all alike
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,7 @@ class Target:
     systolic_dataflow: str | None = None
     clock_ghz: float = 1.0
     source: str = ""
+    kinds: tuple[tuple[str, "Target"], ...] = ()   # chiplets of several kinds: name -> one chiplet
 
     @property
     def num_pes(self) -> int:
@@ -98,6 +100,12 @@ class Target:
         if self.chiplets:
             out.append(("chiplets", f"{self.chiplets.count} on a {self.chiplets.mesh[0]}x{self.chiplets.mesh[1]} "
                                     f"mesh, links {self.chiplets.link_bw_elems_per_cycle:g} elements/cycle"))
+        for name, kind in self.kinds:
+            where = [i for i, k in enumerate(self.chiplets.layout) if k == name]
+            out.append((f"chiplet kind {name}", f"{kind.description} (positions {', '.join(map(str, where))}): "
+                        f"{kind.pe_rows} x {kind.pe_cols} PEs, L1 {kind.l1_bytes:,} B/PE, L2 {kind.l2_bytes:,} B, "
+                        f"NoC {kind.noc_bw:g}, spatial dims "
+                        + (", ".join(kind.spatial_roles) if kind.spatial_roles else "any")))
         if self.systolic_dataflow:
             out.append(("systolic dataflow", self.systolic_dataflow))
         out.append(("file", self.source))
@@ -136,6 +144,33 @@ def parse_target(text: str, file: str) -> Target:
         raise TargetError(e.msg, file=e.file or file, place=e.place) from None
 
 
+KIND_KEYS = ("description", "pe_array", "macs_per_pe_per_cycle", "l1_bytes_per_pe", "l2_bytes",
+             "noc_bw_elems_per_cycle", "noc_hops", "energy", "dataflow")
+
+
+def _kinds(data: LocDict, ch: LocDict, count: int, file: str) -> tuple[tuple[tuple[str, Target], ...], tuple[str, ...]]:
+    """``chiplets.kinds`` (name -> the keys in which that chiplet differs from the top level) and
+    ``chiplets.layout`` (a kind per mesh position): one Target per kind, without chiplets."""
+    if "kinds" not in ch or "layout" not in ch:
+        raise TargetError("'chiplets.kinds' and 'chiplets.layout' go together", file=file,
+                          place=ch.place("kinds" if "kinds" in ch else "layout"))
+    kinds = _sub(ch, "kinds", file)
+    layout = ch["layout"]
+    if not isinstance(layout, list) or len(layout) != count or any(k not in kinds for k in layout):
+        raise TargetError(f"'chiplets.layout' must list {count} kinds from 'chiplets.kinds'", file=file,
+                          place=ch.place("layout"))
+    out = []
+    for name in kinds:
+        over = _sub(kinds, name, file)
+        check_keys(over, KIND_KEYS, file, where=f"chiplets.kinds.{name}.")
+        merged = LocDict((k, v) for k, v in data.items() if k not in ("chiplets", "dataflow"))
+        merged.lines = getattr(data, "lines", {})
+        merged.update(over)
+        merged["name"] = f"{data['name']}.{name}"
+        out.append((str(name), _parse_target(merged, file)))
+    return tuple(out), tuple(str(k) for k in layout)
+
+
 def _parse_target(data: LocDict, file: str) -> Target:
     check_keys(data, TOP_KEYS, file, required=REQUIRED)
     backends = data["backends"]
@@ -151,7 +186,7 @@ def _parse_target(data: LocDict, file: str) -> Target:
         kw["energy"] = Energy(**{k: float(positive_number(en, k, file, "energy.")) for k in en})
     if "chiplets" in data:
         ch = _sub(data, "chiplets", file)
-        check_keys(ch, ("count", "mesh", "link_bw_elems_per_cycle"), file,
+        check_keys(ch, ("count", "mesh", "link_bw_elems_per_cycle", "kinds", "layout"), file,
                    required=("count", "mesh", "link_bw_elems_per_cycle"), where="chiplets.")
         mesh = ch["mesh"]
         count = positive_int(ch, "count", file, "chiplets.")
@@ -161,6 +196,9 @@ def _parse_target(data: LocDict, file: str) -> Target:
                               file=file, place=ch.place("mesh"))
         kw["chiplets"] = Chiplets(count, (mesh[0], mesh[1]),
                                   float(positive_number(ch, "link_bw_elems_per_cycle", file, "chiplets.")))
+        if "kinds" in ch or "layout" in ch:
+            kw["kinds"], layout = _kinds(data, ch, count, file)
+            kw["chiplets"] = Chiplets(count, (mesh[0], mesh[1]), kw["chiplets"].link_bw_elems_per_cycle, layout)
     if "dataflow" in data:
         df = _sub(data, "dataflow", file)
         check_keys(df, ("spatial_dims",), file, required=("spatial_dims",), where="dataflow.")
