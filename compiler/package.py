@@ -9,10 +9,12 @@ the chains take turns.
 The cost of one period (one frame of every chain, ``mult`` frames where a model has a weight):
 
 * a stage's compute time is the sum of its layers' cycles on its set, each layer compiled for a
-  package of ``|set|`` chiplets with ``|set|/N`` of the DRAM interface (every chiplet owns an equal
-  share of the one interface, as in the lockstep lowering, so stages running at the same time
-  never ask for more than the interface has).  On a set of several kinds, each chiplet runs an
-  equal part in lockstep, so the slowest kind sets the time;
+  package of ``|set|`` chiplets that has the whole DRAM interface.  On a set of several kinds,
+  each chiplet runs an equal part in lockstep, so the slowest kind sets the time;
+* the one DRAM interface is shared: every period it must carry every stage's DRAM traffic, so a
+  stage occupies it ``ceil(traffic / bandwidth)`` cycles per period and the interval is at least
+  the sum of these occupancies (a DRAM-bound stage overlaps with compute-bound ones, two
+  DRAM-bound stages do not gain from running side by side);
 * at a cut, the activation goes to the next stage over the inter-chiplet links when it fits twice
   (double-buffered) in the L2 of the receiving set, else through DRAM (as the per-layer compiles
   already price).  On links, every receiving chiplet gets the whole tensor, each sending chiplet
@@ -20,8 +22,9 @@ The cost of one period (one frame of every chain, ``mult`` frames where a model 
   link over its bandwidth; it streams while the producer computes, so the producer's stage lasts
   ``max(compute, transfer)``.  Two cuts never share a directed link (a link is reserved for one
   stream, so streams never wait for each other);
-* the interval (cycles per period) is the longest stage; the latency is, per chain, the sum of its
-  stage durations (frames admitted once per interval never wait), the largest over chains;
+* the interval (cycles per period) is the longest stage or the DRAM occupancy, whichever is
+  larger; the latency is, per chain, the sum of its stage durations (frames admitted once per
+  interval never wait), the largest over chains, and at least the DRAM occupancy;
 * energy counts the compiled per-layer energy, DRAM accesses (``dram_access`` each) and, on the
   links, one L2-class access per element per hop; an activation sent over the links saves its
   write and read through DRAM.
@@ -36,6 +39,7 @@ import functools
 import itertools
 import math
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Mapping
 
 OBJECTIVES = ("throughput", "latency", "energy", "edp")
@@ -78,6 +82,7 @@ class Package:
     kinds: tuple[str, ...]          # per position
     l2_bytes: tuple[int, ...]       # per position
     link_bw: float                  # elements/cycle per directed link
+    dram_bw: float = 64.0           # elements/cycle of the one DRAM interface
     dram_access: float = 200.0      # energy of one DRAM element, MAC units
     link_access: float = 18.61      # energy of one element over one link hop, MAC units
 
@@ -89,10 +94,25 @@ class Package:
     def everything(self) -> tuple[int, ...]:
         return tuple(range(self.count))
 
+    def sizes(self) -> tuple[int, ...]:
+        """Set sizes a stage may have: powers of two and all chiplets.  A layer's split across
+        chiplets is a product of dim factors, and 3 divides no dim of most layers (ResNet-50,
+        BERT), so a 3-chiplet set would idle one chiplet like a 2-chiplet set."""
+        return tuple(k for k in range(1, self.count + 1) if k & (k - 1) == 0 or k == self.count)
+
     def sets(self) -> list[tuple[int, ...]]:
-        """Every non-empty chiplet set, smallest first."""
-        n = self.count
-        return [s for k in range(1, n + 1) for s in itertools.combinations(range(n), k)]
+        """Every chiplet set of an allowed size, smallest first."""
+        return [s for k in self.sizes() for s in itertools.combinations(range(self.count), k)]
+
+    def dram_ratio(self) -> tuple[int, int]:
+        """The DRAM bandwidth as a fraction ``num / den`` (exact integer arithmetic)."""
+        f = Fraction(self.dram_bw).limit_denominator(1000)
+        return f.numerator, f.denominator
+
+    def dram_cycles(self, elements: int) -> int:
+        """Cycles the DRAM interface is busy moving ``elements``."""
+        num, den = self.dram_ratio()
+        return -(-max(elements, 0) * den // num)
 
     def route(self, a: int, b: int) -> list[tuple[int, int]]:
         """Directed links from chiplet ``a`` to ``b``: along the row first, then the column."""
@@ -185,6 +205,8 @@ class StageFigures:
     transfer_cycles: int            # streaming the output to the next stage (0: last, or via DRAM)
     via_links: bool
     links: tuple[tuple[int, int], ...]
+    dram_elements: int = 0          # per period, less what its output saves by going over links
+    dram_cycles: int = 0            # the interface's busy time for them
 
     @property
     def cycles(self) -> int:
@@ -216,19 +238,20 @@ def lockstep(problem: Problem) -> Figures:
     everything = problem.package.everything
     stages = tuple(evaluate_stage(problem, Placement(i, 0, len(c.layers) - 1, everything), None)
                    for i, c in enumerate(problem.chains))
-    period = sum(s.compute_cycles for s in stages)
-    dram = sum(problem.cost(l, everything)[1] for c in problem.chains for l in c.layers)
+    period = max(sum(s.compute_cycles for s in stages), sum(s.dram_cycles for s in stages))
     energy = sum(problem.cost(l, everything)[2] for c in problem.chains for l in c.layers)
-    return Figures("lockstep", stages, period, period, dram, 0, energy)
+    return Figures("lockstep", stages, period, period, sum(s.dram_elements for s in stages), 0, energy)
 
 
 def evaluate_stage(problem: Problem, p: Placement, nxt: Placement | None) -> StageFigures:
     """Costs of stage ``p``, whose output goes to stage ``nxt`` of the same chain (None: last)."""
     layers = problem.chains[p.chain].layers[p.first:p.last + 1]
-    cycles = tuple(problem.cost(l, p.chiplets)[0] for l in layers)
+    costs = [problem.cost(l, p.chiplets) for l in layers]
+    cycles = tuple(c[0] for c in costs)
     cut = problem.cut(layers[-1], p.chiplets, nxt.chiplets) if nxt else None
+    dram = max(0, sum(c[1] for c in costs) - (cut.dram_saved if cut and cut.links else 0))
     return StageFigures(p, sum(cycles), cycles, cut.cycles if cut else 0, bool(cut and cut.links),
-                        cut.reserved if cut else ())
+                        cut.reserved if cut else (), dram, problem.package.dram_cycles(dram))
 
 
 def evaluate(problem: Problem, kind: str, placements: tuple[Placement, ...]) -> Figures:
@@ -239,7 +262,7 @@ def evaluate(problem: Problem, kind: str, placements: tuple[Placement, ...]) -> 
     for p in placements:
         ok &= not used & set(p.chiplets)
         used |= set(p.chiplets)
-    stages, lat, dram, hops, energy = [], 0, 0, 0, 0
+    stages, lat, hops, energy = [], 0, 0, 0
     for ci, chain in enumerate(problem.chains):
         mine = sorted((p for p in placements if p.chain == ci), key=lambda p: p.first)
         ok &= bool(mine) and mine[0].first == 0 and mine[-1].last == len(chain.layers) - 1
@@ -251,15 +274,15 @@ def evaluate(problem: Problem, kind: str, placements: tuple[Placement, ...]) -> 
             st = evaluate_stage(problem, p, nxt)
             stages.append(st)
             chain_lat += st.cycles
-            for layer in chain.layers[p.first:p.last + 1]:
-                _, d, e = problem.cost(layer, p.chiplets)
-                dram, energy = dram + d, energy + e
+            energy += sum(problem.cost(layer, p.chiplets)[2] for layer in chain.layers[p.first:p.last + 1])
             if nxt is not None:
                 cut = problem.cut(chain.layers[p.last], p.chiplets, nxt.chiplets)
                 if cut.links:
-                    dram, hops, energy = dram - cut.dram_saved, hops + cut.element_hops, energy - cut.saving
+                    hops, energy = hops + cut.element_hops, energy - cut.saving
         lat = max(lat, chain_lat)
     reserved = [link for s in stages for link in s.links]
     ok &= len(reserved) == len(set(reserved))
-    period = max((s.cycles for s in stages), default=0)
-    return Figures(kind, tuple(stages), period, lat, max(dram, 0), hops, energy, feasible=ok)
+    occupancy = sum(s.dram_cycles for s in stages)
+    period = max(max((s.cycles for s in stages), default=0), occupancy)
+    return Figures(kind, tuple(stages), period, max(lat, occupancy), max(sum(s.dram_elements for s in stages), 0),
+                   hops, energy, feasible=ok)

@@ -3,8 +3,8 @@ chiplet-set size and kind.
 
 The models' layers are compiled once per distinct shape and per (chiplet kind, number of
 chiplets) a set could run them on: a set of ``k`` chiplets of one kind is compiled
-as a package of ``k`` such chiplets with ``k/N`` of the DRAM interface (the lockstep lowering's
-split of one layer across chiplets, on fewer of them).  Compiles run in ``jobs`` processes through
+as a package of ``k`` such chiplets with the whole DRAM interface (the lockstep lowering's split of
+one layer across chiplets, on fewer of them; the schedule shares the interface between stages).  Compiles run in ``jobs`` processes through
 the model compiler's worker; each (layer, set size) writes its own files (``<layer>.k2.m``, ...);
 the all-chiplet compile of a homogeneous package keeps the plain names, as before.
 """
@@ -33,19 +33,19 @@ def package_of(target: Target) -> tuple[Package, dict[str, Target]]:
     kinds = dict(target.kinds) if target.kinds else {target.name: replace(target, chiplets=None)}
     layout = ch.layout or (target.name,) * ch.count
     pkg = Package(target.name, ch.mesh, layout, tuple(kinds[k].l2_bytes for k in layout),
-                  ch.link_bw_elems_per_cycle, target.energy.dram_access, target.energy.l2_access)
+                  ch.link_bw_elems_per_cycle, target.offchip_bw, target.energy.dram_access, target.energy.l2_access)
     return pkg, kinds
 
 
 def sub_target(target: Target, kinds: dict[str, Target], kind: str, k: int) -> Target:
-    """``k`` chiplets of ``kind`` as a package of their own, with ``k/N`` of the DRAM interface."""
+    """``k`` chiplets of ``kind`` as a package of their own, with the whole DRAM interface."""
     n = target.num_chiplets
     if k == n and not target.kinds:
         return target
     one = kinds[kind]
     mesh = target.chiplets.mesh if k == n else (1, k)
     name = f"{target.name}.k{k}" if not target.kinds else f"{one.name}.k{k}"
-    return replace(one, name=name, kinds=(), offchip_bw=target.offchip_bw * k / n,
+    return replace(one, name=name, kinds=(), offchip_bw=target.offchip_bw,
                    chiplets=None if k == 1 else Chiplets(k, mesh, target.chiplets.link_bw_elems_per_cycle))
 
 
@@ -70,7 +70,7 @@ def compile_package(path: Path, target: Target, options: Options = Options(), *,
     model = workload.union()
     layers, merged = distinct_layers(model)
     pkg, kinds = package_of(target)
-    needed = sorted({(pkg.kinds[p], len(s)) for s in pkg.sets() for p in s})
+    needed = sorted({(pkg.kinds[p], len(s)) for s in pkg.sets() for p in s})  # no 3-chiplet sets
     keys, jobs_list = [], []
     for layer in layers:
         for kind, k in needed:

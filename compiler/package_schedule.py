@@ -9,10 +9,10 @@ Per chain (a model, or all models run one after another) and stage slot ``j`` th
 * ``w[j][A,B]``: the cut after stage ``j`` goes from set ``A`` to set ``B``; the layer where the
   chain is cut and the pair price the transfer, the DRAM traffic it saves and its links.
 
-Shared resources are constraints: every chiplet in at most one stage of all chains; every
-directed mesh link carries at most one cut's stream; an activation goes over the links only when
-it fits twice in the receiving set's L2 (else through DRAM, at the stage's share of the DRAM
-interface, which the per-layer costs already price).  The objective is the interval, the latency,
+Shared resources are constraints: every chiplet in at most one stage of all chains; the one DRAM
+interface busy at most one interval per period with every stage's traffic; every directed mesh
+link carries at most one cut's stream; an activation goes over the links only when it fits twice
+in the receiving set's L2 (else through DRAM, which the per-layer costs already price).  The objective is the interval, the latency,
 the energy or their product (EDP) per period, ties broken by the interval or latency.  The
 figures reported come from :func:`compiler.package.evaluate` on the decoded placement; when the
 solver proves optimality they equal the model's objective (the brute-force test checks this).
@@ -84,10 +84,12 @@ def _cp_sat(problem: Problem, objective: str, time_limit: float, kind: str) -> t
     chiplet_use: dict[int, list] = {p: [] for p in pkg.everything}
     link_use: dict[tuple[int, int], list] = {}
     stage_vars = []                      # per chain: (a, x, z, J)
-    durations, latencies, energy_terms, hint = [], [], [], []
+    durations, latencies, energy_terms, hint, occupancy = [], [], [], [], []
+    num, den = pkg.dram_ratio()
     horizon = sum(max(problem.cost(l, s)[0] for s in sets) for c in problem.chains for l in c.layers)
     horizon += sum(max(problem.cut(l, a, b).cycles for a in sets for b in sets if not set(a) & set(b))
                    for c in problem.chains for l in c.layers)
+    horizon += sum(pkg.dram_cycles(max(problem.cost(l, s)[1] for s in sets)) for c in problem.chains for l in c.layers)
     slots = max(1, pkg.count - len(problem.chains) + 1)
     for ci, chain in enumerate(problem.chains):
         L, J = len(chain.layers), min(slots, len(chain.layers))
@@ -122,14 +124,19 @@ def _cp_sat(problem: Problem, objective: str, time_limit: float, kind: str) -> t
                     energy_terms.append(en * z[l, s])
                 m.Add(sum(z[l, s] for s in sets) == y(l, j))
             compute = sum(problem.cost(layer, s)[0] * z[l, s] for l, layer in enumerate(chain.layers) for s in sets)
+            dram = sum(problem.cost(layer, s)[1] * z[l, s] for l, layer in enumerate(chain.layers) for s in sets)
             dur = m.NewIntVar(0, horizon, f"d{ci}_{j}")
             m.Add(dur >= compute)
+            occ = m.NewIntVar(0, horizon, f"o{ci}_{j}")      # the DRAM interface's busy cycles
+            occupancy.append(occ)
             if j + 1 < J:
                 tr = m.NewIntVar(0, horizon, f"t{ci}_{j}")
                 saving = m.NewIntVar(-10 ** 15, 10 ** 15, f"s{ci}_{j}")
+                saved = m.NewIntVar(0, 10 ** 15, f"v{ci}_{j}")
                 nxt = a[L - 1][j + 1]
                 m.Add(tr == 0).OnlyEnforceIf(nxt.Not())
                 m.Add(saving == 0).OnlyEnforceIf(nxt.Not())
+                m.Add(saved == 0).OnlyEnforceIf(nxt.Not())
                 # e(l): the chain is cut right after layer l (the first layer of stage j+1 is l+1)
                 cut_at = [a[l + 1][j + 1] - a[l][j + 1] for l in range(L - 1)]
                 pair_vars = []
@@ -145,11 +152,15 @@ def _cp_sat(problem: Problem, objective: str, time_limit: float, kind: str) -> t
                         cuts = [problem.cut(layer, s, t) for layer in chain.layers[:-1]]
                         m.Add(tr == sum(c.cycles * e for c, e in zip(cuts, cut_at))).OnlyEnforceIf(w)
                         m.Add(saving == sum(c.saving * e for c, e in zip(cuts, cut_at))).OnlyEnforceIf(w)
+                        m.Add(saved == sum(c.dram_saved * e for c, e in zip(cuts, cut_at))).OnlyEnforceIf(w)
                         for link in cuts[0].reserved if cuts else ():
                             link_use.setdefault(link, []).append(w)
                 m.Add(sum(pair_vars) == nxt)
                 m.Add(dur >= tr)
                 energy_terms.append(-saving)
+                m.Add(occ * num >= (dram - saved) * den)
+            else:
+                m.Add(occ * num >= dram * den)
             durations.append(dur)
             lat_terms.append(dur)
         lat = m.NewIntVar(0, horizon, f"lat{ci}")
@@ -162,35 +173,48 @@ def _cp_sat(problem: Problem, objective: str, time_limit: float, kind: str) -> t
     for link, vs in link_use.items():
         m.AddAtMostOne(vs)
     period = m.NewIntVar(0, horizon, "period")
-    m.AddMaxEquality(period, durations)
+    # the one DRAM interface carries every stage's traffic once per period
+    m.AddMaxEquality(period, durations + [sum(occupancy)])
     latency = m.NewIntVar(0, horizon, "latency")
-    m.AddMaxEquality(latency, latencies)
+    m.AddMaxEquality(latency, latencies + [sum(occupancy)])
     e_max = sum(max(abs(problem.cost(l, s)[2]) for s in sets) for c in problem.chains for l in c.layers) + 1
     energy = m.NewIntVar(0 if objective == "edp" else -e_max, e_max, "energy")
     m.Add(energy == sum(energy_terms))
-    big = horizon + 1
-    if objective == "throughput":
-        m.Minimize(period * big + latency)
-    elif objective == "latency":
-        m.Minimize(latency * big + period)
-    elif objective == "energy":
-        m.Minimize(energy * big + period)
-    else:
+    if objective == "edp":
         # energy in units that keep the product well inside 64 bits (unit 1 on small instances)
         unit = max(1, e_max // 10 ** 6)
         scaled = m.NewIntVar(0, e_max // unit + 1, "energy_units")
         m.AddDivisionEquality(scaled, energy, unit)
         edp = m.NewIntVar(0, (e_max // unit + 1) * horizon, "edp")
         m.AddMultiplicationEquality(edp, [scaled, period])
-        m.Minimize(edp)
+    primary, secondary = {"throughput": (period, latency), "latency": (latency, period),
+                          "energy": (energy, period)}.get(objective, (edp if objective == "edp" else None, period))
     _hint_single_stage(m, problem, stage_vars)
     solver = cp_model.CpSolver()
     solver.parameters.max_time_in_seconds = time_limit
     solver.parameters.num_workers = 1       # deterministic: same input, same schedule
+    # lexicographic: the objective first, then the tie-break with the objective held at its best
+    m.Minimize(primary)
     code = solver.Solve(m)
     if code not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
         raise MapcError(f"the package schedule found no placement within {time_limit:g} s "
                         f"(CP-SAT {solver.StatusName(code)}); raise --time-limit", place="--schedule")
+    placements = _decode(solver, problem, stage_vars)
+    if code == cp_model.OPTIMAL:
+        best = solver.Value(primary)
+        m.ClearHints()
+        for var in _all_vars(stage_vars):
+            m.AddHint(var, solver.Value(var))
+        m.Add(primary <= best)
+        m.Minimize(secondary)
+        code2 = solver.Solve(m)
+        if code2 in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+            code, placements = code2, _decode(solver, problem, stage_vars)
+    return evaluate(problem, kind, tuple(placements)), solver.StatusName(code)
+
+
+def _decode(solver, problem: Problem, stage_vars) -> list[Placement]:
+    """The placement in the solver's last solution."""
     placements = []
     for ci, (a, x, J) in enumerate(stage_vars):
         L = len(problem.chains[ci].layers)
@@ -200,8 +224,15 @@ def _cp_sat(problem: Problem, objective: str, time_limit: float, kind: str) -> t
             last = firsts[j + 1] - 1 if j + 1 < len(firsts) else L - 1
             s = next(s for s, var in x[j].items() if solver.Value(var))
             placements.append(Placement(ci, first, last, s))
-    figures = evaluate(problem, kind, tuple(placements))
-    return figures, solver.StatusName(code)
+    return placements
+
+
+def _all_vars(stage_vars) -> list:
+    """The decision variables that fix a placement (cuts and sets), for hints."""
+    out = []
+    for a, x, _ in stage_vars:
+        out += [v for row in a for v in row[1:]] + [v for xs in x for v in xs.values()]
+    return out
 
 
 def _hint_single_stage(m, problem: Problem, stage_vars) -> None:

@@ -6,7 +6,8 @@ takes, how long streaming its output takes and which links that stream holds.  J
 resources (chiplets, directed links) exclusively from start to end; a job starts as soon as its
 predecessors have ended (the previous stage of the same frame: its compute and its stream) and
 its resources are free; among ready jobs waiting for the same resource the earlier frame, then
-the earlier stage, goes first.  Lockstep is the same machinery: every stage holds all chiplets,
+the earlier stage, goes first.  Each stage's DRAM traffic of a frame is one more job, holding the
+one DRAM interface for its busy time, free to run any time after the frame is admitted.  Lockstep is the same machinery: every stage holds all chiplets,
 so the models take turns.
 
 :func:`simulate` runs it twice: with every frame available at time 0 (saturated), the interval
@@ -46,17 +47,23 @@ class SimResult:
 def jobs_of(figures: Figures, frames: int) -> list[Job]:
     """The jobs of ``frames`` periods of a schedule's stages."""
     out = []
+    n = len(figures.stages)
     for f in range(frames):
         prev: dict[int, int] = {}
+        # a frame enters the package only when the DRAM traffic of the frame before it is done
+        # (the interface works at most one frame ahead of the compute: prefetch, write-back)
+        held = tuple((f - 1, n + i, False) for i, st in enumerate(figures.stages) if st.dram_cycles and f >= 1)
         for i, st in enumerate(figures.stages):
             p = st.placement
-            after = ()
+            after = held if p.chain not in prev or figures.kind == "lockstep" else ()
             if p.chain in prev and figures.kind != "lockstep":
                 j = prev[p.chain]
                 after = ((f, j, False),) + (((f, j, True),) if figures.stages[j].transfer_cycles else ())
             out.append(Job(f, i, False, st.compute_cycles, frozenset(("chiplet", c) for c in p.chiplets), after))
             if st.transfer_cycles:
                 out.append(Job(f, i, True, st.transfer_cycles, frozenset(("link", l) for l in st.links), after))
+            if st.dram_cycles:  # the stage's traffic through the one interface, any time in the period
+                out.append(Job(f, n + i, False, st.dram_cycles, frozenset({("dram",)}), ()))
             prev[p.chain] = i
     return out
 
