@@ -5,7 +5,8 @@ Per chain (a model, or all models run one after another) and stage slot ``j`` th
 * ``a[l][j]``: layer ``l`` is in stage ``j`` or later (monotone in ``l`` and ``j``, so stages are
   contiguous layer ranges and used stages come first);
 * ``x[j][S]``: stage ``j`` runs on chiplet set ``S`` (at most one set; a used stage has one);
-* ``z[l][j][S]`` = layer ``l`` in stage ``j`` on ``S``, which prices the layer;
+* the stage's compute, DRAM traffic and energy are the sums over its layers on the set it runs on
+  (linear constraints enforced by ``x[j][S]``);
 * ``w[j][A,B]``: the cut after stage ``j`` goes from set ``A`` to set ``B``; the layer where the
   chain is cut and the pair price the transfer, the DRAM traffic it saves and its links.
 
@@ -91,6 +92,14 @@ def _cp_sat(problem: Problem, objective: str, time_limit: float, kind: str) -> t
                    for c in problem.chains for l in c.layers)
     horizon += sum(pkg.dram_cycles(max(problem.cost(l, s)[1] for s in sets)) for c in problem.chains for l in c.layers)
     slots = max(1, pkg.count - len(problem.chains) + 1)
+    dram_max = sum(max(problem.cost(l, s)[1] for s in sets) for c in problem.chains for l in c.layers) + 1
+    e_max = sum(max(abs(problem.cost(l, s)[2]) for s in sets) for c in problem.chains for l in c.layers) + 1
+    e_max += sum(max(abs(problem.cut(l, a, b).saving) for a in sets for b in sets if not set(a) & set(b))
+                 for c in problem.chains for l in c.layers)
+    # energies in units that keep every sum and the EDP product small (unit 1 on small instances;
+    # CP-SAT reports a model with 1e9-sized energy coefficients infeasible)
+    unit = max(1, e_max // 10 ** 7)
+    e_max = e_max // unit + 1
     for ci, chain in enumerate(problem.chains):
         L, J = len(chain.layers), min(slots, len(chain.layers))
         one = m.NewConstant(1)
@@ -115,23 +124,23 @@ def _cp_sat(problem: Problem, objective: str, time_limit: float, kind: str) -> t
             for s, var in x[j].items():
                 for p in s:
                     chiplet_use[p].append(var)
-            z = {}
-            for l, layer in enumerate(chain.layers):
-                for s in sets:
-                    z[l, s] = m.NewBoolVar(f"z{ci}_{l}_{j}_{s}")
-                    m.AddImplication(z[l, s], x[j][s])
-                    cyc, _, en = problem.cost(layer, s)
-                    energy_terms.append(en * z[l, s])
-                m.Add(sum(z[l, s] for s in sets) == y(l, j))
-            compute = sum(problem.cost(layer, s)[0] * z[l, s] for l, layer in enumerate(chain.layers) for s in sets)
-            dram = sum(problem.cost(layer, s)[1] * z[l, s] for l, layer in enumerate(chain.layers) for s in sets)
+            # the stage's compute, DRAM traffic and energy on whichever set it runs on
             dur = m.NewIntVar(0, horizon, f"d{ci}_{j}")
-            m.Add(dur >= compute)
+            dram = m.NewIntVar(0, dram_max, f"m{ci}_{j}")
+            en = m.NewIntVar(-e_max, e_max, f"e{ci}_{j}")
+            m.Add(dram == 0).OnlyEnforceIf(used.Not())
+            m.Add(en == 0).OnlyEnforceIf(used.Not())
+            for s in sets:
+                costs = [problem.cost(layer, s) for layer in chain.layers]
+                m.Add(dur >= sum(c[0] * y(l, j) for l, c in enumerate(costs))).OnlyEnforceIf(x[j][s])
+                m.Add(dram == sum(c[1] * y(l, j) for l, c in enumerate(costs))).OnlyEnforceIf(x[j][s])
+                m.Add(en == sum(c[2] // unit * y(l, j) for l, c in enumerate(costs))).OnlyEnforceIf(x[j][s])
+            energy_terms.append(en)
             occ = m.NewIntVar(0, horizon, f"o{ci}_{j}")      # the DRAM interface's busy cycles
             occupancy.append(occ)
             if j + 1 < J:
                 tr = m.NewIntVar(0, horizon, f"t{ci}_{j}")
-                saving = m.NewIntVar(-10 ** 15, 10 ** 15, f"s{ci}_{j}")
+                saving = m.NewIntVar(-e_max, e_max, f"s{ci}_{j}")
                 saved = m.NewIntVar(0, 10 ** 15, f"v{ci}_{j}")
                 nxt = a[L - 1][j + 1]
                 m.Add(tr == 0).OnlyEnforceIf(nxt.Not())
@@ -151,7 +160,7 @@ def _cp_sat(problem: Problem, objective: str, time_limit: float, kind: str) -> t
                         pair_vars.append(w)
                         cuts = [problem.cut(layer, s, t) for layer in chain.layers[:-1]]
                         m.Add(tr == sum(c.cycles * e for c, e in zip(cuts, cut_at))).OnlyEnforceIf(w)
-                        m.Add(saving == sum(c.saving * e for c, e in zip(cuts, cut_at))).OnlyEnforceIf(w)
+                        m.Add(saving == sum(c.saving // unit * e for c, e in zip(cuts, cut_at))).OnlyEnforceIf(w)
                         m.Add(saved == sum(c.dram_saved * e for c, e in zip(cuts, cut_at))).OnlyEnforceIf(w)
                         for link in cuts[0].reserved if cuts else ():
                             link_use.setdefault(link, []).append(w)
@@ -177,16 +186,11 @@ def _cp_sat(problem: Problem, objective: str, time_limit: float, kind: str) -> t
     m.AddMaxEquality(period, durations + [sum(occupancy)])
     latency = m.NewIntVar(0, horizon, "latency")
     m.AddMaxEquality(latency, latencies + [sum(occupancy)])
-    e_max = sum(max(abs(problem.cost(l, s)[2]) for s in sets) for c in problem.chains for l in c.layers) + 1
     energy = m.NewIntVar(0 if objective == "edp" else -e_max, e_max, "energy")
     m.Add(energy == sum(energy_terms))
     if objective == "edp":
-        # energy in units that keep the product well inside 64 bits (unit 1 on small instances)
-        unit = max(1, e_max // 10 ** 6)
-        scaled = m.NewIntVar(0, e_max // unit + 1, "energy_units")
-        m.AddDivisionEquality(scaled, energy, unit)
-        edp = m.NewIntVar(0, (e_max // unit + 1) * horizon, "edp")
-        m.AddMultiplicationEquality(edp, [scaled, period])
+        edp = m.NewIntVar(0, e_max * horizon, "edp")
+        m.AddMultiplicationEquality(edp, [energy, period])
     primary, secondary = {"throughput": (period, latency), "latency": (latency, period),
                           "energy": (energy, period)}.get(objective, (edp if objective == "edp" else None, period))
     _hint_single_stage(m, problem, stage_vars)
