@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from compiler.context import Options  # noqa: E402
-from compiler.model_compile import LayerJob, LayerResult, compile_layer, compile_model  # noqa: E402
+from compiler.model_compile import LayerJob, LayerResult, compile_layer, distinct_layers, run_jobs  # noqa: E402
 from compiler.package_costs import compile_package  # noqa: E402
 from compiler.package_schedule import solve  # noqa: E402
 from compiler.package_sim import simulate  # noqa: E402
@@ -82,10 +82,11 @@ def run_case(name: str, path: str, target_name: str, jobs: int, limit: float) ->
                  for s in tried.values() for sim in [simulate(s.figures, frames=8)])
     lat_choice, _ = solve(pc.problem, "auto", "latency", limit)
     mono_t = monolithic(target)
-    mono = compile_model(ROOT / path, mono_t, options, jobs=jobs)
+    layers, _ = distinct_layers(pc.workload.union())
+    mono = run_jobs([LayerJob(i, l, mono_t, options, True) for i, l in enumerate(layers)], jobs, None, cached)
     weights = {m.name: w for m, w in zip(pc.workload.models, pc.workload.weights)}
     mono_cycles = 0
-    for layer, r in zip(mono.layers, mono.results):
+    for layer, r in zip(layers, mono):
         model = layer.name.split(".", 1)[0] if len(weights) > 1 else next(iter(weights))
         mono_cycles += layer.repeat * weights[model] * r.report["metrics"]["runtime_cycles"]
     base = tried["lockstep"].figures
@@ -130,16 +131,29 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--time-limit", type=float, default=20.0)
     ap.add_argument("--only", default=None, help="run only cases whose name contains this")
+    ap.add_argument("--targets", default=",".join(TARGETS))
+    ap.add_argument("--rows", type=Path, default=Path("/tmp/mapc-chiplets-rows.jsonl"),
+                    help="rows are appended here as they finish")
+    ap.add_argument("--table-from", type=Path, default=None, help="only print the table of a rows file")
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "chiplets-bench.md")
     args = ap.parse_args()
+    if args.table_from:
+        rows = [json.loads(line) for line in args.table_from.read_text().splitlines()]
+        order = {(t, n): i for i, (t, n) in enumerate((t, n) for t in TARGETS for n, _ in CASES)}
+        rows.sort(key=lambda r: order[r["target"], r["name"]])
+        text = table(rows)
+        print(text)
+        args.out.write_text("# Package schedules on chiplet targets (`python bench/chiplets.py`)\n\n"
+                            + (__doc__.split("\n\n", 2)[2].strip()) + "\n\n" + text)
+        return
     rows = []
-    for target in TARGETS:
+    for target in args.targets.split(","):
         for name, path in CASES:
             if args.only and args.only not in name:
                 continue
             rows.append(run_case(name, path, target, args.jobs, args.time_limit))
             print(table(rows[-1:]).splitlines()[-1], flush=True)
-            with open("/tmp/mapc-chiplets-rows.jsonl", "a") as fh:
+            with open(args.rows, "a") as fh:
                 fh.write(json.dumps(rows[-1]) + "\n")
     text = table(rows)
     print(text)
