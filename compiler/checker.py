@@ -18,7 +18,7 @@ A :class:`Violation` prints as one line: ``layer: directive: [rule] text``.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
 from compiler.costmodel import analytical_macs, evaluate_layer, runtime_counts_every_mac
@@ -40,6 +40,7 @@ class Violation:
     directive: str
     rule: str
     text: str
+    line: int | None = field(default=None, compare=False)   # in the MDC file, when known
 
     @property
     def severity(self) -> str:
@@ -47,8 +48,8 @@ class Violation:
         return {"H": "hard", "S": "soft", "C": "capacity", "W": "warning"}[self.rule[0]]
 
     def __str__(self) -> str:
-        where = f"{self.layer}: {self.directive}: " if self.directive else f"{self.layer}: "
-        return f"{where}[{self.rule}] {self.text}"
+        where = [f"layer {self.layer}" if self.layer else "", self.directive.rstrip(";")]
+        return "".join(f"{w}: " for w in where if w) + f"[{self.rule}] {self.text}"
 
 
 def is_clean(violations: list[Violation]) -> bool:
@@ -71,7 +72,8 @@ def _clusters(layer: MdcLayer) -> list[ClusterDirective]:
 
 
 def _v(layer: MdcLayer, d, rule: str, text: str) -> Violation:
-    return Violation(layer.name, format_directive(d) if d is not None else "", rule, text)
+    return Violation(layer.name, format_directive(d) if d is not None else "", rule, text,
+                     line=getattr(d, "line", None) or layer.line)
 
 
 # ------------------------------------------------------------------ hard rules
@@ -359,11 +361,13 @@ CHECKS: tuple[Callable[[MdcLayer, HwConfig | None], list[Violation]], ...] = (
     check_spatial_pairs, check_duplicates, check_primed_window, check_mac_coverage, check_capacity,
 )
 _NEEDS_VALID = {check_levels, check_mac_coverage, check_capacity}
+#: Rules that run only with a HW config (PE count, MAESTRO's own MAC count, capacities, bandwidths).
+NEEDS_HW = ("H7", "H9", "S6 (MAESTRO's MAC count)", "S7", "S8", "C1", "C2", "W1", "W2")
 
 
 def check_hw(hw: HwConfig) -> list[Violation]:
     """H9: num_pes, noc_bw_cstr and offchip_bw_cstr >= 1."""
-    return [Violation("<hw>", "", "H9", f"{k} must be >= 1 (MAESTRO crashes)")
+    return [Violation("", "", "H9", f"HW {k} must be >= 1 (MAESTRO crashes)")
             for k in ("num_pes", "noc_bw", "offchip_bw") if getattr(hw, k) < 1]
 
 
@@ -386,10 +390,10 @@ def check_file(mdc: MdcFile, hw: HwConfig | None = None) -> list[Violation]:
     """Check every layer of a file (H10: at least one layer) and the HW config."""
     out = check_hw(hw) if hw is not None else []
     if not mdc.layers:
-        out.append(Violation("<file>", "", "H10", "the network has no layer"))
+        out.append(Violation("", "", "H10", "the network has no layer"))
     for line, text in mdc.negatives:
-        out.append(Violation("<file>", f"line {line}", "S9", f"'-{text}' is read as {text}: '-' is "
-                                                              f"a separator in MDC"))
+        out.append(Violation("", "", "S9", f"'-{text}' is read as {text}: '-' is a separator in MDC",
+                             line=line))
     for layer in mdc.layers:
         out += check_layer(layer, hw, constants=mdc.constant_map())
     return out

@@ -78,5 +78,5 @@ def eval_json(metrics: list[Metrics]) -> str:
 def check_mapping(mapping: str | Path, hw: HwConfig | None = None) -> tuple[list[str], int]:
     """Violation lines and the exit code: 2 if a hard, soft or capacity rule fails, else 0."""
     violations = check_file(parse_mdc_file(mapping), hw)
-    lines = [str(v) for v in violations]
+    lines = [f"{mapping}:{v.line}: {v}" if v.line else f"{mapping}: {v}" for v in violations]
     return lines, 0 if is_clean(violations) else 2
