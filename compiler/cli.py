@@ -20,7 +20,7 @@ from .context import Options
 from .errors import MapcError
 from .frontend import DTYPE_BYTES
 from .model_compile import is_model_file
-from .outputs import output_file, write_all
+from .outputs import check_out_dir, output_file, write_all
 from .pipeline import PASS_NAMES, PIPELINE, describe, narrate, run_pipeline
 from .report import report_json
 
@@ -107,6 +107,7 @@ def compile(op: Path, target: str, out_dir: Path, objective: str, backend: str |
     (one line each), nothing is written, and the exit code is 2.
     """
     tgt = load_target(target)
+    check_out_dir(out_dir)
     if plot:
         from .plots import require_matplotlib
         require_matplotlib()  # before compiling, not after

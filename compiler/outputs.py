@@ -4,7 +4,7 @@ Every name that becomes a file name (operators, targets, models, model layers) g
 :func:`file_stem` first; :func:`write_all` then refuses, before writing anything, any output path
 that would leave the output directory, two outputs sharing one path, and existing paths that are
 not regular files.  Files are staged as hidden temp files next to their final path and renamed
-into place; a failed write (disk full, ``ulimit -f``, a signal) removes every temp file and every
+into place; a failed write (disk full, ``ulimit -f``, SIGTERM) removes every temp file and every
 directory the run created.  New files get the permissions the umask allows (0644 under 022); a
 replaced file keeps its mode.
 """
@@ -13,8 +13,10 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import signal
 import stat
 import tempfile
+import threading
 from pathlib import Path
 
 from .errors import InputError, MapcError
@@ -48,6 +50,17 @@ def _umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
+
+
+def _exit_on_sigterm():
+    """While files are staged, SIGTERM exits through Python (status 143) so the temp files are
+    removed; returns the previous handler (None off the main thread, where it cannot be set)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def stop(signum, frame):
+        raise SystemExit(128 + signum)
+    return signal.signal(signal.SIGTERM, stop)
 
 
 def _plan(out_dir: Path, names: list[str]) -> list[Path]:
@@ -100,6 +113,14 @@ def _remove_dirs(created: list[Path]) -> None:
             break
 
 
+def check_out_dir(out_dir: Path) -> Path:
+    """``out_dir`` if it is a directory or can become one (called before compiling, too)."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise MapcError("-o names an existing file, not a directory; nothing written", file=str(out_dir))
+    return out_dir
+
+
 def output_file(path: Path) -> Path:
     """Where writing the user-named file ``path`` lands: a symlink is written through to its
     target; a directory, device or other non-regular file is refused (one-line error)."""
@@ -113,13 +134,12 @@ def write_all(out_dir: Path, files: list[tuple[str, str | bytes]]) -> list[Path]
 
     Paths are checked first (inside ``out_dir``, distinct, regular files or new); on any failure
     the temp files and the directories created here are removed, earlier outputs stay untouched."""
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise MapcError("the output directory is a file", file=str(out_dir))
+    out_dir = check_out_dir(out_dir)
     finals = _plan(out_dir, [name for name, _ in files])
     created = _make_dirs(out_dir)
     new_mode = 0o666 & ~_umask()
     temps: list[tuple[str, Path]] = []
+    term = _exit_on_sigterm()
     try:
         for (name, data), final in zip(files, finals):
             fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=final.parent)
@@ -138,4 +158,7 @@ def write_all(out_dir: Path, files: list[tuple[str, str | bytes]]) -> list[Path]
             raise MapcError(f"cannot write outputs ({e.strerror}); nothing written",
                             file=str(out_dir)) from None
         raise
+    finally:
+        if term is not None:
+            signal.signal(signal.SIGTERM, term)
     return [out_dir / name for name, _ in files]

@@ -405,3 +405,31 @@ def test_version():
 
     code, out, _ = cli("--version")
     assert code == 0 and out == f"mapc {version('mapc')}\n"
+
+
+def test_out_naming_a_file_is_refused_before_compiling(tmp_path, write, monkeypatch):
+    import compiler.cli
+
+    def never(*a, **k):
+        raise AssertionError("the pipeline ran")
+    monkeypatch.setattr(compiler.cli, "run_pipeline", never)
+    out = write("out", "a file")
+    code, _, err = cli("compile", write("op.yaml", TINY), "--target", "edge", "-o", out)
+    assert one_error_line(code, err) == f"mapc: error: {out}: -o names an existing file, not a directory; nothing written\n"
+    assert out.read_text() == "a file"
+
+
+def test_sigterm_while_writing_leaves_nothing_behind(tmp_path):
+    out = tmp_path / "out"
+    script = ("import os, signal\n"
+              "import compiler.outputs as o\n"
+              "real = os.fdopen\n"
+              "def fdopen(fd, *a, **k):\n"
+              "    os.kill(os.getpid(), signal.SIGTERM)\n"
+              "    return real(fd, *a, **k)\n"
+              "o.os.fdopen = fdopen\n"
+              f"o.write_all({str(out)!r}, [('a.m', 'x'), ('b.m', 'y')])\n")
+    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert res.returncode == 128 + signal.SIGTERM, res.stderr
+    assert tree(tmp_path) == set()
