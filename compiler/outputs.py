@@ -69,7 +69,7 @@ def _plan(out_dir: Path, names: list[str]) -> list[Path]:
     finals: list[Path] = []
     seen: dict[str, str] = {}
     for name in names:
-        if not name or name != os.path.basename(name) or name in (".", "..") or name.startswith("."):
+        if not name or name != os.path.basename(name) or name in (".", ".."):
             raise MapcError(f"output name {name!r} is not a plain file name; nothing written",
                             file=str(out_dir))
         final = Path(os.path.realpath(root / name))        # follows a symlink to where it writes
@@ -109,7 +109,9 @@ def _remove_dirs(created: list[Path]) -> None:
     for d in created:
         try:
             d.rmdir()
-        except OSError:
+        except FileNotFoundError:
+            continue
+        except OSError:  # not empty: an output of this run is in place, keep the rest
             break
 
 
@@ -152,8 +154,7 @@ def write_all(out_dir: Path, files: list[tuple[str, str | bytes]]) -> list[Path]
     except BaseException as e:
         for tmp, _ in temps:
             Path(tmp).unlink(missing_ok=True)
-        if not any(final.exists() for _, final in temps):
-            _remove_dirs(created)
+        _remove_dirs(created)                               # only if still empty
         if isinstance(e, OSError):
             raise MapcError(f"cannot write outputs ({e.strerror}); nothing written",
                             file=str(out_dir)) from None

@@ -77,7 +77,7 @@ def test_file_stem_is_the_one_sanitiser():
     assert len(long) == 100 and long != file_stem("y" * 301)   # cut, and still distinct
 
 
-@pytest.mark.parametrize("bad", ["../x.m", "/abs.m", "sub/x.m", ".hidden", "..", ""])
+@pytest.mark.parametrize("bad", ["../x.m", "/abs.m", "sub/x.m", "..", ""])
 def test_write_all_refuses_paths_outside_out(bad, tmp_path):
     out = tmp_path / "out"
     with pytest.raises(MapcError, match="not a plain file name"):
