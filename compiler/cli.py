@@ -104,7 +104,7 @@ def compile(op: Path, target: str, out_dir: Path, objective: str, backend: str |
     distinct layer shape is compiled once (-j N processes) and OUT gets, per distinct layer,
     <layer>.report.json and the backend's files, plus model.report.json and model.report.csv
     (per layer and totals weighted by repeat).  If any layer fails, every failure is printed
-    (one line each), nothing is written, and the exit code is 2.
+    (one line each), nothing is written, and the exit code is 2 (1 if a layer hit an internal error).
     """
     tgt = load_target(target)
     check_out_dir(out_dir)
