@@ -22,15 +22,16 @@ from pathlib import Path
 from .errors import InputError, MapcError
 
 MAX_STEM = 100   # leaves room for suffixes such as ".report.json" within NAME_MAX (255 bytes)
-NAME_RULE = ("ASCII letters, digits, '_', '.' and '-' only (MAESTRO's tokenizer reads ASCII), "
-             f"no leading dot, no '..', at most {MAX_STEM} characters")
+NAME_RULE = ("ASCII letters, digits, '_' and '.' only (MAESTRO's tokenizer reads ASCII and splits "
+             f"words at '-'), no leading dot, no '..', at most {MAX_STEM} characters")
 
 
 def file_stem(name: str, fallback: str = "op") -> str:
-    """The one sanitiser for names that become file names: anything but ASCII letters, digits,
-    ``_ . -`` (path separators, control characters, spaces, non-ASCII) becomes ``_``, ``..`` and
-    leading/trailing dots go, and long names are cut with a hash suffix so they stay distinct."""
-    stem = re.sub(r"\.{2,}", "_", re.sub(r"[^A-Za-z0-9_.\-]", "_", str(name))).strip(".") or fallback
+    """The one sanitiser for names that become file names (and MDC words): anything but ASCII
+    letters, digits, ``_`` and ``.`` (path separators, control characters, spaces, non-ASCII, the
+    ``-`` MAESTRO splits words at) becomes ``_``, ``..`` and leading/trailing dots go, and long
+    names are cut with a hash suffix so they stay distinct."""
+    stem = re.sub(r"\.{2,}", "_", re.sub(r"[^A-Za-z0-9_.]", "_", str(name))).strip(".") or fallback
     if len(stem) > MAX_STEM:
         digest = hashlib.sha1(stem.encode()).hexdigest()[:8]
         stem = f"{stem[:MAX_STEM - 9]}_{digest}"

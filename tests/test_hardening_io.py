@@ -43,7 +43,8 @@ def one_error_line(code: int, stderr: str) -> str:
 # ----------------------------------------------------------------------- 1. names and -o
 
 
-@pytest.mark.parametrize("name", ["../escaped", "/tmp/x/abs", "caf\u00e9", ".hidden", "a\\u0001b", "x" * 120])
+@pytest.mark.parametrize("name", ["../escaped", "/tmp/x/abs", "caf\u00e9", ".hidden", "a\\u0001b", "x" * 120,
+                                  "my-op"])
 def test_unsafe_op_name_refused_before_compiling(name, tmp_path, monkeypatch):
     op = tmp_path / "in" / "op.yaml"
     op.parent.mkdir()
@@ -52,7 +53,7 @@ def test_unsafe_op_name_refused_before_compiling(name, tmp_path, monkeypatch):
     before = tree(tmp_path)
     code, _, err = cli("compile", op, "--target", "edge", "-o", tmp_path / "in" / "out")
     assert "op.yaml:line 1: 'name'" in one_error_line(code, err) and "cannot become a file name" in err
-    assert "MAESTRO's tokenizer reads ASCII" in err
+    assert "MAESTRO's tokenizer reads ASCII and splits words at '-'" in err
     assert tree(tmp_path) == before
 
 
@@ -72,7 +73,7 @@ def test_unsafe_target_and_model_names_refused(tmp_path, write):
 def test_file_stem_is_the_one_sanitiser():
     assert file_stem("../../evil") == "____evil" and file_stem("/tmp/x") == "_tmp_x"
     assert file_stem("..") == "_" and file_stem("...") == "_" and file_stem(".") == "op"
-    assert file_stem("a\x00b\nc") == "a_b_c" and file_stem("caf\u00e9") == "caf_"
+    assert file_stem("a\x00b\nc") == "a_b_c" and file_stem("caf\u00e9") == "caf_" and file_stem("a-b") == "a_b"
     long = file_stem("y" * 300)
     assert len(long) == 100 and long != file_stem("y" * 301)   # cut, and still distinct
 
