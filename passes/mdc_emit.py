@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 
 from compiler.checker import check_file, is_clean
 from compiler.context import Context, Stage
-from compiler.costmodel import evaluate_file
+from compiler.costmodel_vec import evaluate_file
 from compiler.mdc import parse_hw, parse_mdc, print_hw, print_mdc
 from compiler.mdc_lowering import MdcView, build_file, chiplet_hw, chiplet_op
 

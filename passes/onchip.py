@@ -40,7 +40,7 @@ import time
 from dataclasses import dataclass, replace
 
 from compiler.context import Context, Stage
-from compiler.costmodel import Metrics, evaluate_layer
+from compiler.costmodel_vec import Metrics, evaluate_layer
 from compiler.errors import InfeasibleError
 from compiler.mdc_lowering import MdcView, OnchipChoice, build_layer, chiplet_hw, chiplet_op
 from compiler.mdc_scoring import score_choices
