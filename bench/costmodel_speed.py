@@ -8,12 +8,14 @@ C, X tile sizes and the cluster size.
 
 ``--single``: the latency of one mapping, what ``mapc eval``/``mapc check`` and the emit pass
 pay: the three-level mapping mapc emits for ``examples/conv3x3.yaml`` on ``edge`` (compiled
-into a temporary folder first), scored by ``evaluate_layer`` (best of ``--repeat`` x 20 calls)
+into a temporary folder first), scored by ``evaluate_layer`` (best of ``--repeat`` x 20 calls,
+none answered from its cache)
 and by a whole ``mapc eval`` process (best of ``--repeat`` wall times).
 """
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 import subprocess
 import sys
 import tempfile
@@ -64,10 +66,12 @@ def single(repeat: int) -> None:
         path = next(p for p in Path(tmp).glob("*.m") if not p.name.endswith(".hw.m"))
         layer = parse_mdc_file(path).layers[0]
         best = float("inf")
-        for _ in range(repeat):
+        for r in range(repeat):
+            # a new L1 size per call (no metric depends on it): evaluate_layer's cache never answers
+            hws = [replace(HW, l1_size=HW.l1_size + 20 * r + i + 1) for i in range(20)]
             t0 = time.perf_counter()
-            for _ in range(20):
-                evaluate_layer(layer, HW)
+            for hw in hws:
+                evaluate_layer(layer, hw)
             best = min(best, (time.perf_counter() - t0) / 20)
         wall = float("inf")
         for _ in range(repeat):

@@ -28,7 +28,8 @@ divides the PEs' compute delay and its ``energy`` weighs the access counts
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import lru_cache
 from typing import Mapping
 
 import numpy as np
@@ -153,7 +154,16 @@ def evaluate_layer(layer: MdcLayer, hw: HwConfig, *, constants: Mapping[str, int
     MAESTRO fails)."""
     if layer.directives is None:
         raise MappingError(f"layer {layer.name!r} has no Dataflow (MAESTRO crashes)")
-    template, sizes, offsets, clusters = template_from_layer(layer, constants)
+    m = _evaluate_resolved(replace(resolve_layer(layer, constants), name=""), hw)
+    return replace(m, layer=layer.name)
+
+
+@lru_cache(maxsize=256)
+def _evaluate_resolved(layer: MdcLayer, hw: HwConfig) -> Metrics:
+    """:func:`evaluate_layer` of a resolved, unnamed layer, remembered: the checker's rules, the
+    emit pass and the search's report ask for the same mapping's metrics several times, and a
+    file repeats one layer per head or batch."""
+    template, sizes, offsets, clusters = template_from_layer(layer)
     b = evaluate_batch(template, sizes, offsets, clusters, hw)
     if not b.valid[0]:
         prod = int(np.prod(clusters))

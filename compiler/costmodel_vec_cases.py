@@ -99,13 +99,13 @@ class _Case:
         self.eff = eff
         self.pos = {v: pos[j] for v, j in eff.items()}
         self.edge, self.ee, self.unrolled = {}, {}, {}
-        false = np.zeros_like(lv.units, bool)
+        false = lv.false
         for v, j in eff.items():
             p = pos[j]
             self.edge[v] = S.init_edge[j] if p == INIT else (~false if p == EDGE else false)
             self.ee[v] = S.ee[j][p]
             self.unrolled[v] = S.unrolled[j] if p == INIT else false
-        occ = np.ones_like(lv.units)
+        occ = lv.one
         for j, p in enumerate(pos):
             occ = occ * S.occ[j][p]
         self.occ = occ
@@ -117,28 +117,27 @@ class _Case:
             self.slot.setdefault(d.var, d)   # the first slot of each dim
 
 
-def _flag(a):
-    """A flag array that is the same for every candidate as a plain bool (always so for a batch
-    of one), so that the volume it selects can be cached."""
-    if isinstance(a, np.ndarray):
-        if not a.any():
-            return False
-        if a.all():
-            return True
-    return a
-
-
 def _memo(fn):
-    """Cache a per-PE volume of one case when its edge flag is a plain bool (the same volume is
-    asked for by several spreads of the case)."""
+    """Cache a per-PE volume of one case (several spreads of the case ask for the same one).
+    A flag array that is the same for every candidate becomes a plain bool first (always so for
+    a batch of one); a volume selected by a flag that differs between candidates is not cached."""
     def cached(c, dims, *args):
-        args = tuple(_flag(a) for a in args)
-        if not all(isinstance(a, bool) for a in args):
-            return fn(c, dims, *args)
-        key = (fn, dims) + args
+        flags, plain = [], True
+        for a in args:
+            if type(a) is np.ndarray:
+                if not a.any():
+                    a = False
+                elif a.all():
+                    a = True
+                else:
+                    plain = False
+            flags.append(a)
+        if not plain:
+            return fn(c, dims, *flags)
+        key = (fn, dims, *flags)
         got = c.memo.get(key)
         if got is None:
-            got = c.memo[key] = fn(c, dims, *args)
+            got = c.memo[key] = fn(c, dims, *flags)
         return got
     cached.__doc__ = fn.__doc__
     return cached
@@ -146,11 +145,11 @@ def _memo(fn):
 
 def _pe_mapped(c: _Case, dims, first: bool, ee):
     lv = c.lv
-    ret = np.ones_like(lv.units)
+    ret = lv.one
     for d in lv.slots:
         if d.var not in dims:
             continue
-        mp, _, me, _ = lv.tiles(d.var)
+        mp, _, me, _, _ = lv.tiles(d.var)
         e = c.edge[d.var]
         if not d.spatial:
             ret = ret * np.where(e, me, mp)
@@ -166,11 +165,11 @@ def _pe_ingress(c: _Case, dims, first: bool, ee):
     if c.cidx == -1:
         return _pe_mapped(c, dims, first, ee)
     lv = c.lv
-    inited = np.zeros_like(lv.units, bool)
+    inited = lv.false
     for i, d in enumerate(lv.slots):
         if i > c.cidx and d.var in dims and c.pos[d.var] == INIT:
             inited = inited | ~c.unrolled[d.var]
-    ret = np.ones_like(lv.units)
+    ret = lv.one
     changing = False
     for i, d in enumerate(lv.slots):
         if d.var not in dims:
@@ -178,7 +177,7 @@ def _pe_ingress(c: _Case, dims, first: bool, ee):
         is_chg = i == c.cidx
         changing |= is_chg
         p = c.pos[d.var]
-        mp, un, me, ue = lv.tiles(d.var)
+        mp, un, me, ue, un1 = lv.tiles(d.var)
         if not d.spatial:
             if p == INIT:
                 ret = ret * np.where(c.edge[d.var], me, mp)
@@ -192,25 +191,21 @@ def _pe_ingress(c: _Case, dims, first: bool, ee):
             ret = ret * np.where(inited, np.where(ee, me, mp), np.where(ee, ue, un))
         else:
             ret = ret * np.where(ee, me, mp)
-    return ret if changing else np.zeros_like(ret)
-
-
-def _nz(x):
-    return np.where(x != 0, x, 1)
+    return ret if changing else lv.zero
 
 
 @_memo
 def _pe_egress(c: _Case, dims, psum: bool, first: bool = True, ee=False, reuse_at_edge=True):
     lv = c.lv
     ec = lv.edge_units
-    ret = np.ones_like(lv.units)
+    ret = lv.one
     if psum:
         for d in lv.slots:
             if d.var in dims:
                 continue
             p, e = c.pos[d.var], c.edge[d.var]
-            mp, un, me, ue = lv.tiles(d.var)
-            rest = mp if first else _nz(un)
+            mp, un, me, ue, un1 = lv.tiles(d.var)
+            rest = mp if first else un1
             if not d.spatial:
                 ret = ret * np.where(e, me, mp)
             elif p == INIT:
@@ -224,8 +219,8 @@ def _pe_egress(c: _Case, dims, psum: bool, first: bool = True, ee=False, reuse_a
         d = c.slot[dim]
         p, e = c.pos[dim], c.edge[dim]
         act = dim + "'" if dim in OVERLAP else dim
-        mp, un, me, ue = lv.tiles(act)
-        rest = mp if first else _nz(un)
+        mp, un, me, ue, un1 = lv.tiles(act)
+        rest = mp if first else un1
         if not d.spatial:
             ret = ret * (np.where(e, me, mp) if p == INIT else (mp if p == STEADY else me))
         elif p == INIT:
@@ -241,7 +236,7 @@ def _pe_egress(c: _Case, dims, psum: bool, first: bool = True, ee=False, reuse_a
 
 def _sp_info(c: _Case, dims, all_spatial=False):
     lv = c.lv
-    mapped, edge, sp = False, np.zeros_like(lv.units, bool), None
+    mapped, edge, sp = False, lv.false, None
     for dim in dims:
         d = c.slot[dim]
         if d.spatial:

@@ -165,14 +165,20 @@ class VLevel:
     uedge: dict[str, np.ndarray] = field(default_factory=dict)
     _tiles: dict = field(default_factory=dict)
 
-    def tiles(self, var: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """(mapped, unique, mapped at the edge, unique at the edge) of ``var``, 0 where the
-        level has no entry (MAESTRO's ``map[]`` default)."""
+    def __post_init__(self):
+        # Shared constants of the right shape; the analysis never writes into an array in place.
+        self.one = np.ones_like(self.units)
+        self.zero = np.zeros_like(self.units)
+        self.false = np.zeros_like(self.units, bool)
+
+    def tiles(self, var: str) -> tuple[np.ndarray, ...]:
+        """(mapped, unique, mapped at the edge, unique at the edge, unique or 1 where it is 0) of
+        ``var``, 0 where the level has no entry (MAESTRO's ``map[]`` default)."""
         got = self._tiles.get(var)
         if got is None:
-            zero = np.zeros_like(self.units)
-            got = self._tiles[var] = tuple(m.get(var, zero) for m in (self.mapped, self.unique,
-                                                                       self.medge, self.uedge))
+            four = tuple(m.get(var, self.zero) for m in (self.mapped, self.unique, self.medge,
+                                                         self.uedge))
+            got = self._tiles[var] = four + (np.where(four[1] != 0, four[1], 1),)
         return got
 
 
@@ -201,7 +207,7 @@ def _tile_sizes(lv: VLevel, conv: bool) -> None:
         lv.medge[d.var] = np.where(has_edge, edge, m)
         lv.uedge[d.var] = np.maximum(o - (m - edge), 0)
     if conv:
-        zero = np.zeros_like(lv.units)
+        zero = lv.zero
         for d in lv.slots:
             if d.var in OVERLAP:
                 out, slide = d.var + "'", OVERLAP[d.var]
