@@ -193,7 +193,9 @@ class MapLoop:
 @dataclass(frozen=True)
 class MapLevel:
     """One level of the hardware hierarchy, outermost first: its ``loops`` (outermost first: the
-    tuple is the loop order) and the ``units`` its spatial loops spread over (1 if none).
+    tuple is the loop order), the ``units`` its spatial loops spread over (1 if none) and the
+    tensors it ``keeps``: those with a buffer at this level holding the tile its loops walk
+    within (the tile the level above left; whole tensors at ``dram``).
 
     Level names: ``chiplets`` (spread over chiplets), ``dram`` (walks L2 tiles; each step is a
     DRAM -> L2 transfer), ``l2`` (walks array tiles inside an L2 tile), ``array`` or
@@ -203,6 +205,7 @@ class MapLevel:
     name: str
     units: int
     loops: tuple[MapLoop, ...]
+    keeps: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -231,6 +234,15 @@ class OpMapping:
                 return tile
         raise KeyError(name)
 
+    def buffers(self) -> list[tuple[str, str, dict[str, int]]]:
+        """(level, tensor, tile of every dim) of every buffer: what each level keeps."""
+        tile, out = dict(self.extents), []
+        for lv in self.levels:
+            out += [(lv.name, t, dict(tile)) for t in lv.keeps]
+            for lp in lv.loops:
+                tile[lp.dim] = min(tile[lp.dim], lp.tile)
+        return out
+
     def pretty(self) -> str:
         """The mapping as a loop nest: per level, its loops of more than one trip (and every
         spatial one) nested, the one-trip loops listed (they only fix the order)."""
@@ -239,6 +251,7 @@ class OpMapping:
         for lv in self.levels:
             once = [f"{lp.dim}={lp.tile}" for lp in lv.loops if lp.trips == 1 and not lp.spatial]
             lines.append(f"{'  ' * depth}// {lv.name}" + (f", {lv.units} units" if lv.units > 1 else "")
+                         + (f"; keeps {', '.join(lv.keeps)}" if lv.keeps else "")
                          + (f"; one trip: {', '.join(once)}" if once else ""))
             for lp in lv.loops:
                 if lp.trips == 1 and not lp.spatial:
@@ -251,21 +264,21 @@ class OpMapping:
 
     def report(self) -> dict:
         """The ``mapping`` section of ``<op>.report.json``."""
-        return {"mapping": {"levels": [{"name": lv.name, "units": lv.units,
+        return {"mapping": {"levels": [{"name": lv.name, "units": lv.units, "keeps": list(lv.keeps),
                                         "loops": [lp.as_dict() for lp in lv.loops]}
                                        for lv in self.levels]}}
 
 
-def build_mapping(op: str, extents: dict[str, int],
-                  levels: list[tuple[str, int, list[tuple[str, int, bool, str]]]]) -> OpMapping:
-    """An :class:`OpMapping` from per level ``(name, units, [(dim, tile, spatial, axis), ...])``:
-    each loop's trips follow from the tile its dim had before it (``ceil(before / tile)``)."""
+def build_mapping(op: str, extents: dict[str, int], levels: list[tuple]) -> OpMapping:
+    """An :class:`OpMapping` from per level ``(name, units, [(dim, tile, spatial, axis), ...],
+    keeps)`` (``keeps`` optional): each loop's trips follow from the tile its dim had before it
+    (``ceil(before / tile)``)."""
     tile = dict(extents)
     out = []
-    for name, units, loops in levels:
+    for name, units, loops, *keeps in levels:
         mapped = []
         for dim, step, spatial, axis in loops:
             mapped.append(MapLoop(dim, step, -(-tile[dim] // step), spatial, axis))
             tile[dim] = min(tile[dim], step)
-        out.append(MapLevel(name, units, tuple(mapped)))
+        out.append(MapLevel(name, units, tuple(mapped), tuple(keeps[0]) if keeps else ()))
     return OpMapping(op, tuple(extents.items()), tuple(out))

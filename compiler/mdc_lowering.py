@@ -235,9 +235,12 @@ def mdc_mapping(view: MdcView, offchip: OpMapping, choice: OnchipChoice) -> OpMa
     hold step one at a time: one layer per repeat), then one ``array`` level per spatial level
     (a temporal fold when its units cannot take the tile at once, then the spread) and the
     ``pe`` level's loops over the L1 tile in the inner order.  A ``merged`` first spatial level
-    spreads over level 0's units, inside the ``dram`` level."""
+    spreads over level 0's units, inside the ``dram`` level.  Every tensor is kept whole in DRAM,
+    as an L2 tile by the level after ``dram`` and as an L1 tile by ``pe`` (MAESTRO buffers all
+    three at both; in a merged level 0 the spread over its units walks the L2 tile too)."""
     cur = dict(offchip.extents)
-    levels = []
+    levels: list[tuple] = []
+    tensors = offchip.level("dram").keeps
 
     def loops_of(items):
         for dim, tile, _, _ in items:
@@ -254,16 +257,17 @@ def mdc_mapping(view: MdcView, offchip: OpMapping, choice: OnchipChoice) -> OpMa
         items = [(lp.dim, 1 if lp.dim in view.form.repeat_dims else lp.tile, lp.spatial, lp.axis)
                  for lp in lv.loops if first is None or lv.name != "dram" or lp.dim != first.dim]
         loops = loops_of(items)
+        keeps = lv.keeps
         if first is not None and lv.name == "dram":
-            levels.append(("dram", first.units, loops + spread_over(first)))
+            levels.append(("dram", first.units, loops + spread_over(first), keeps))
         else:
-            levels.append((lv.name, lv.units, loops))
-    for s in spread:
-        levels.append(("array", s.units, spread_over(s)))
+            levels.append((lv.name, lv.units, loops, keeps))
+    for i, s in enumerate(spread):
+        levels.append(("array", s.units, spread_over(s), tensors if i == 0 else ()))
     if spread:
         l1 = dict(choice.l1_tile)
         levels.append(("pe", 1, loops_of([(d, l1[d], False, "") for d in choice.inner_order
-                                          if d != spread[-1].dim])))
+                                          if d != spread[-1].dim]), tensors))
     return build_mapping(offchip.op, dict(offchip.extents), levels)
 
 

@@ -252,12 +252,13 @@ def run(ctx: Context) -> Context:
 
 def offchip_levels(plan: OffchipSchedule) -> list[tuple[str, int, list[tuple[str, int, bool, str]]]]:
     """The plan's levels for :func:`compiler.ir.build_mapping`: the chiplet split (if any) and
-    the DRAM loops over L2 tiles in DRAM order (one-trip dims too: they carry the order)."""
+    the DRAM loops over L2 tiles in DRAM order (one-trip dims too: they carry the order), DRAM
+    keeping every tensor."""
     out = []
     if plan.chiplet_split:
         out.append(("chiplet", math.prod(f for _, f in plan.chiplet_split),
                     [(d, plan.part_extents[d], True, "") for d, _ in plan.chiplet_split]))
-    out.append(("dram", 1, [(d, plan.l2_tile[d], False, "") for d in plan.order]))
+    out.append(("dram", 1, [(d, plan.l2_tile[d], False, "") for d in plan.order], tuple(plan.footprint)))
     return out
 
 

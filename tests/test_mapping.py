@@ -19,7 +19,7 @@ from compiler.mdc_lowering import (MdcView, build_file, build_layer, chiplet_hw,
 from compiler.onchip_space import inner_choices, spatial_structures, whole_space
 from compiler.pipeline import run_pipeline
 from conftest import EXAMPLES, SMALL_TARGET
-from passes.gemm_schedule import schedule_loops
+from passes.gemm_schedule import schedule_buffers, schedule_loops
 from passes.offchip import offchip_mapping
 from targets import load_target, parse_target
 
@@ -93,6 +93,11 @@ def test_compile_records_the_mapping_and_reports_it(write):
     dram = ctx.mapping.level("dram")
     assert [(lp.dim, lp.tile, lp.trips) for lp in dram.loops] == \
         [(d, ctx.offchip.l2_tile[d], ctx.offchip.trips[d]) for d in ctx.offchip.order]
+    tensors = ("O", "I", "W")
+    assert [(lv.name, lv.keeps) for lv in ctx.mapping.levels if lv.keeps] == \
+        [("dram", tensors), ("array", tensors), ("pe", tensors)]
+    l2 = {t: tile for level, t, tile in ctx.mapping.buffers() if level == "array"}
+    assert l2["W"] == {**dict(ctx.offchip.l2_tile)}   # the L2 tile of every dim
     assert "mapping resnet50_res3_conv3x3" in dumps[0] and "// pe" not in dumps[0]
     assert "// pe" in dumps[1] and "parallel-for" in dumps[1]
     from compiler.report import build_report
@@ -105,6 +110,10 @@ def test_gemm_schedule_is_a_lowering_of_the_mapping():
     target = load_target("chiplet4")
     ctx = run_pipeline(EXAMPLES / "gemm.yaml", target, Options(backend="gemm"))
     assert ctx.lowered.schedule.loops == schedule_loops(ctx.mapping)
+    operands = ctx.lowered.schedule.operands
+    assert ctx.lowered.schedule.buffers == schedule_buffers(ctx.mapping, operands)
+    stationary = [b.role for b in ctx.lowered.schedule.buffers if b.level.value == "array"]
+    assert ctx.mapping.level("array").keeps == tuple(o.tensor for o in operands if o.role in stationary)
     names = [lv.name for lv in ctx.mapping.levels]
     assert names == ["chiplet", "dram", "l2", "array", "pe"]
     assert ctx.mapping.level("array").units == target.num_pes
