@@ -21,9 +21,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
-from compiler.costmodel import analytical_macs, evaluate_layer, runtime_counts_every_mac
+from compiler.costmodel_vec import analytical_macs, evaluate_layer, runtime_counts_every_mac
 from compiler.costmodel_coverage import Coverage, coverage
-from compiler.costmodel_levels import CONV_TYPES, OVERLAP, build_layer_spec, layer_tensors
+from compiler.costmodel_vec_levels import CONV_TYPES, OVERLAP, layer_levels, layer_tensors
 from compiler.errors import MapcError
 from compiler.mdc import (LAYER_TYPES, ClusterDirective, Directive, HwConfig, MdcFile, MdcLayer,
                           format_directive, resolve_layer)
@@ -205,7 +205,7 @@ def check_dsconv_k(layer: MdcLayer, hw: HwConfig | None) -> list[Violation]:
 def check_levels(layer: MdcLayer, hw: HwConfig | None) -> list[Violation]:
     """H4: MAESTRO's level construction succeeds (every mapped dim exists at its level)."""
     try:
-        build_layer_spec(layer, hw.num_pes if hw else 1 << 30)
+        layer_levels(layer, hw.num_pes if hw else 1 << 30)
     except MapcError as exc:
         if "without an explicit" in exc.msg:
             return []  # reported by check_primed_window (S5): MAESTRO runs, with garbage
@@ -295,7 +295,7 @@ def check_primed_window(layer: MdcLayer, hw: HwConfig | None) -> list[Violation]
 
 def check_mac_coverage(layer: MdcLayer, hw: HwConfig | None) -> list[Violation]:
     """S6: the tiles visit every MAC exactly once, and MAESTRO counts them correctly; S8: its
-    runtime gives every MAC a PE-cycle (see :func:`compiler.costmodel.runtime_counts_every_mac`)."""
+    runtime gives every MAC a PE-cycle (see :func:`compiler.costmodel_vec.runtime_counts_every_mac`)."""
     try:
         want = analytical_macs(layer)
     except (KeyError, ZeroDivisionError, MapcError):
@@ -316,7 +316,8 @@ def check_mac_coverage(layer: MdcLayer, hw: HwConfig | None) -> list[Violation]:
         except MapcError:
             return out
         got = m.macs
-        if got == want and not runtime_counts_every_mac(m.compute_delay_cycles, got, hw.num_pes):
+        if got == want and not runtime_counts_every_mac(m.compute_delay_cycles, got, hw.num_pes,
+                                                         hw.macs_per_pe):
             out.append(_v(layer, None, "S8", f"MAESTRO's runtime computes for {m.compute_delay_cycles} cycles, "
                                              f"less than {want} MACs need on {hw.num_pes} PEs "
                                              f"({-(-want // hw.num_pes)}): it leaves out steps of an "

@@ -290,8 +290,7 @@ def eval_cmd(mapping: Path, hw_file: Path | None, target: str | None, as_json: b
     """Cost MDC file MAPPING with the MAESTRO model: one row of metrics per layer."""
     from .mdc_commands import eval_json, eval_mapping, eval_table, load_hw
 
-    hw, lanes = load_hw(hw_file, target)
-    metrics = eval_mapping(mapping, hw, lanes)
+    metrics = eval_mapping(mapping, load_hw(hw_file, target))
     if as_json:
         click.echo(eval_json(metrics))
     else:  # wide enough for all columns even when piped
@@ -307,7 +306,7 @@ def check_cmd(mapping: Path, hw_file: Path | None, target: str | None) -> None:
     """Check MDC file MAPPING against MAESTRO's rules; exit 2 if any rule is broken."""
     from .mdc_commands import check_mapping, load_hw
 
-    hw = load_hw(hw_file, target)[0] if (hw_file or target) else None
+    hw = load_hw(hw_file, target) if (hw_file or target) else None
     lines, code = check_mapping(mapping, hw)
     for line in lines:
         click.echo(line)

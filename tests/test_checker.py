@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from compiler.checker import check_file, check_layer, coverage, is_clean
-from compiler.costmodel import evaluate_layer
+from compiler.costmodel_vec import evaluate_layer
 from compiler.errors import MappingError
 from compiler.mdc import HwConfig, cluster, make_layer, parse_hw_file, parse_mdc_file, spatial, temporal
 
