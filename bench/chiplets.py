@@ -4,7 +4,7 @@ Usage: ``python bench/chiplets.py [--jobs 2] [--time-limit 20] [--out docs/chipl
 
 For ResNet-50, MobileNetV2, a BERT-base encoder layer, a GPT-2 block and the two workloads in
 ``examples/workloads/`` (a CNN with a transformer; a vision model with an LLM decode step), on
-``chiplet4`` and ``chiplet4-hetero``: every distinct layer is compiled for every chiplet-set size
+``chiplet4`` and ``chiplet4_hetero``: every distinct layer is compiled for every chiplet-set size
 and kind (compiles are cached under ``--cache``, keyed by operator, target and options, so reruns
 only solve), then each schedule kind is solved for throughput.  Reported per period: cycles
 (interval) and latency of each kind, auto's choice and its throughput and latency over lockstep,
@@ -38,7 +38,7 @@ CASES = [("ResNet-50", "examples/models/resnet50.yaml"), ("MobileNetV2", "exampl
          ("BERT-base layer", "examples/models/bert_base.yaml"), ("GPT-2 block", "examples/models/gpt2_small.yaml"),
          ("ResNet-50 + BERT layer", "examples/workloads/cnn_transformer.yaml"),
          ("MobileNetV2 + GPT-2 decode", "examples/workloads/vision_llm.yaml")]
-TARGETS = ("chiplet4", "chiplet4-hetero")
+TARGETS = ("chiplet4", "chiplet4_hetero")
 CACHE = Path("/tmp/mapc-chiplets-cache")
 
 

@@ -11,7 +11,7 @@ import csv
 import sys
 from pathlib import Path
 
-from compiler.costmodel import evaluate_layer
+from compiler.costmodel_vec import evaluate_layer
 from compiler.errors import MapcError
 from compiler.mdc import parse_hw_file, parse_mdc_file
 

@@ -57,7 +57,7 @@ sys.path.insert(0, str(ROOT))
 
 from compiler.checker import check_layer  # noqa: E402
 from compiler.context import Options  # noqa: E402
-from compiler.costmodel import evaluate_layer  # noqa: E402
+from compiler.costmodel_vec import evaluate_layer  # noqa: E402
 from compiler.errors import MapcError  # noqa: E402
 from compiler.frontend import load_op  # noqa: E402
 from compiler.mdc import make_layer, parse_mdc_file  # noqa: E402

@@ -18,12 +18,12 @@ A :class:`Violation` prints as one line: ``layer: directive: [rule] text``.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
-from compiler.costmodel import analytical_macs, evaluate_layer, runtime_counts_every_mac
+from compiler.costmodel_vec import analytical_macs, evaluate_layer, runtime_counts_every_mac
 from compiler.costmodel_coverage import Coverage, coverage
-from compiler.costmodel_levels import CONV_TYPES, OVERLAP, build_layer_spec, layer_tensors
+from compiler.costmodel_vec_levels import CONV_TYPES, OVERLAP, layer_levels, layer_tensors
 from compiler.errors import MapcError
 from compiler.mdc import (LAYER_TYPES, ClusterDirective, Directive, HwConfig, MdcFile, MdcLayer,
                           format_directive, resolve_layer)
@@ -40,6 +40,7 @@ class Violation:
     directive: str
     rule: str
     text: str
+    line: int | None = field(default=None, compare=False)   # in the MDC file, when known
 
     @property
     def severity(self) -> str:
@@ -47,8 +48,8 @@ class Violation:
         return {"H": "hard", "S": "soft", "C": "capacity", "W": "warning"}[self.rule[0]]
 
     def __str__(self) -> str:
-        where = f"{self.layer}: {self.directive}: " if self.directive else f"{self.layer}: "
-        return f"{where}[{self.rule}] {self.text}"
+        where = [f"layer {self.layer}" if self.layer else "", self.directive.rstrip(";")]
+        return "".join(f"{w}: " for w in where if w) + f"[{self.rule}] {self.text}"
 
 
 def is_clean(violations: list[Violation]) -> bool:
@@ -71,7 +72,8 @@ def _clusters(layer: MdcLayer) -> list[ClusterDirective]:
 
 
 def _v(layer: MdcLayer, d, rule: str, text: str) -> Violation:
-    return Violation(layer.name, format_directive(d) if d is not None else "", rule, text)
+    return Violation(layer.name, format_directive(d) if d is not None else "", rule, text,
+                     line=getattr(d, "line", None) or layer.line)
 
 
 # ------------------------------------------------------------------ hard rules
@@ -203,7 +205,7 @@ def check_dsconv_k(layer: MdcLayer, hw: HwConfig | None) -> list[Violation]:
 def check_levels(layer: MdcLayer, hw: HwConfig | None) -> list[Violation]:
     """H4: MAESTRO's level construction succeeds (every mapped dim exists at its level)."""
     try:
-        build_layer_spec(layer, hw.num_pes if hw else 1 << 30)
+        layer_levels(layer, hw.num_pes if hw else 1 << 30)
     except MapcError as exc:
         if "without an explicit" in exc.msg:
             return []  # reported by check_primed_window (S5): MAESTRO runs, with garbage
@@ -293,7 +295,7 @@ def check_primed_window(layer: MdcLayer, hw: HwConfig | None) -> list[Violation]
 
 def check_mac_coverage(layer: MdcLayer, hw: HwConfig | None) -> list[Violation]:
     """S6: the tiles visit every MAC exactly once, and MAESTRO counts them correctly; S8: its
-    runtime gives every MAC a PE-cycle (see :func:`compiler.costmodel.runtime_counts_every_mac`)."""
+    runtime gives every MAC a PE-cycle (see :func:`compiler.costmodel_vec.runtime_counts_every_mac`)."""
     try:
         want = analytical_macs(layer)
     except (KeyError, ZeroDivisionError, MapcError):
@@ -314,7 +316,8 @@ def check_mac_coverage(layer: MdcLayer, hw: HwConfig | None) -> list[Violation]:
         except MapcError:
             return out
         got = m.macs
-        if got == want and not runtime_counts_every_mac(m.compute_delay_cycles, got, hw.num_pes):
+        if got == want and not runtime_counts_every_mac(m.compute_delay_cycles, got, hw.num_pes,
+                                                         hw.macs_per_pe):
             out.append(_v(layer, None, "S8", f"MAESTRO's runtime computes for {m.compute_delay_cycles} cycles, "
                                              f"less than {want} MACs need on {hw.num_pes} PEs "
                                              f"({-(-want // hw.num_pes)}): it leaves out steps of an "
@@ -359,11 +362,13 @@ CHECKS: tuple[Callable[[MdcLayer, HwConfig | None], list[Violation]], ...] = (
     check_spatial_pairs, check_duplicates, check_primed_window, check_mac_coverage, check_capacity,
 )
 _NEEDS_VALID = {check_levels, check_mac_coverage, check_capacity}
+#: Rules that run only with a HW config (PE count, MAESTRO's own MAC count, capacities, bandwidths).
+NEEDS_HW = ("H7", "H9", "S6 (MAESTRO's MAC count)", "S7", "S8", "C1", "C2", "W1", "W2")
 
 
 def check_hw(hw: HwConfig) -> list[Violation]:
     """H9: num_pes, noc_bw_cstr and offchip_bw_cstr >= 1."""
-    return [Violation("<hw>", "", "H9", f"{k} must be >= 1 (MAESTRO crashes)")
+    return [Violation("", "", "H9", f"HW {k} must be >= 1 (MAESTRO crashes)")
             for k in ("num_pes", "noc_bw", "offchip_bw") if getattr(hw, k) < 1]
 
 
@@ -386,10 +391,10 @@ def check_file(mdc: MdcFile, hw: HwConfig | None = None) -> list[Violation]:
     """Check every layer of a file (H10: at least one layer) and the HW config."""
     out = check_hw(hw) if hw is not None else []
     if not mdc.layers:
-        out.append(Violation("<file>", "", "H10", "the network has no layer"))
+        out.append(Violation("", "", "H10", "the network has no layer"))
     for line, text in mdc.negatives:
-        out.append(Violation("<file>", f"line {line}", "S9", f"'-{text}' is read as {text}: '-' is "
-                                                              f"a separator in MDC"))
+        out.append(Violation("", "", "S9", f"'-{text}' is read as {text}: '-' is a separator in MDC",
+                             line=line))
     for layer in mdc.layers:
         out += check_layer(layer, hw, constants=mdc.constant_map())
     return out

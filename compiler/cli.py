@@ -20,11 +20,16 @@ from .context import Options
 from .errors import MapcError
 from .frontend import DTYPE_BYTES
 from .model_compile import is_model_file
-from .outputs import write_all
-from .pipeline import PASS_NAMES, describe, narrate, run_pipeline
+from .outputs import check_out_dir, output_file, write_all
+from .pipeline import PASS_NAMES, PIPELINE, describe, narrate, run_pipeline
 from .report import report_json
 
 stdout = Console(highlight=False, markup=False, soft_wrap=True)
+
+
+def _debug() -> bool:
+    """Was ``mapc --debug`` given?"""
+    return click.get_current_context().find_root().params.get("debug", False)
 
 
 def handle_errors(fn):
@@ -32,7 +37,7 @@ def handle_errors(fn):
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        debug = click.get_current_context().find_root().params.get("debug", False)
+        debug = _debug()
         try:
             return fn(*args, **kwargs)
         except MapcError as e:
@@ -53,6 +58,7 @@ def handle_errors(fn):
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--debug", is_flag=True, help="Show tracebacks instead of one-line errors.")
+@click.version_option(package_name="mapc", prog_name="mapc", message="%(prog)s %(version)s")
 def main(debug: bool) -> None:
     """mapc: a mapping compiler for spatial DNN accelerators.
 
@@ -101,13 +107,18 @@ def compile(op: Path, target: str, out_dir: Path, objective: str, schedule: str,
     distinct layer shape is compiled once (-j N processes) and OUT gets, per distinct layer,
     <layer>.report.json and the backend's files, plus model.report.json and model.report.csv
     (per layer and totals weighted by repeat).  If any layer fails, every failure is printed
-    (one line each), nothing is written, and the exit code is 2.
+    (one line each), nothing is written, and the exit code is 2 (1 if a layer hit an internal error).
     """
     tgt = load_target(target)
+    check_out_dir(out_dir)
+    if plot:
+        from .plots import require_matplotlib
+        require_matplotlib()  # before compiling, not after
     if is_model_file(op):
         for flag, given in (("--dump-after", dump_after), ("--stop-after", stop_after), ("--emit", emit)):
             if given:
                 raise MapcError(f"{flag} applies to operator files, not to a model", file=str(op), place=flag)
+        check_pass_options(str(op), tgt, backend, None, (), None)
         _compile_model(op, tgt, Options(objective=objective, backend=backend, time_limit_s=time_limit,
                                 offchip_slack=offchip_slack),
                        out_dir, jobs=jobs, plot=plot, timings=not no_timings, schedule=schedule)
@@ -115,6 +126,7 @@ def compile(op: Path, target: str, out_dir: Path, objective: str, schedule: str,
     if plot or jobs > 1:
         raise MapcError(f"{'--plot' if plot else '-j'} applies to model files (a YAML file with 'layers')",
                         file=str(op), place="--plot" if plot else "--jobs")
+    check_pass_options(str(op), tgt, backend, stop_after, dump_after, emit)
     ctx = run_pipeline(op, tgt, Options(objective=objective, backend=backend, time_limit_s=time_limit,
                                 offchip_slack=offchip_slack),
                        stop_after=stop_after, dump_after=dump_after, dump=stdout.print)
@@ -131,13 +143,27 @@ def compile(op: Path, target: str, out_dir: Path, objective: str, schedule: str,
     stdout.print(table)
     stdout.print(f"MACs {ctx.op.macs:,}; " + (ctx.mdc_form.pretty() if ctx.mdc_form else ""))
     if emit == "loops":
-        schedule = getattr(ctx.lowered, "schedule", None)
-        if schedule is None:
-            raise MapcError("--emit loops needs the gemm backend to have run (try --backend gemm)",
-                            place="--emit")
-        stdout.print(schedule.loop_nest(), end="")
+        stdout.print(ctx.lowered.schedule.loop_nest(), end="")
     for path in written:
         stdout.print(f"wrote {path}")
+
+
+def check_pass_options(file: str, tgt, backend: str | None, stop_after: str | None,
+                       dump_after: tuple[str, ...], emit: str | None) -> None:
+    """Refuse option combinations the selected backend cannot honour, before anything runs."""
+    chosen = backend or tgt.backends[0]
+    if chosen not in tgt.backends:
+        raise MapcError(f"target '{tgt.name}' has no '{chosen}' backend (it has: {', '.join(tgt.backends)})",
+                        file=file, place="--backend")
+    runs = [p.name for p in PIPELINE if p.backend in (None, chosen)]
+    for flag, name in [("--stop-after", stop_after)] + [("--dump-after", d) for d in dump_after]:
+        if name is not None and name not in runs:
+            raise MapcError(f"pass '{name}' does not run for the {chosen} backend (its passes: "
+                            f"{', '.join(runs)})", file=file, place=flag)
+    if emit == "loops" and (chosen != "gemm" or stop_after not in (None, "gemm-schedule")):
+        raise MapcError(f"--emit loops needs the gemm backend (target '{tgt.name}' has: "
+                        f"{', '.join(tgt.backends)}) and no --stop-after before gemm-schedule: the loop "
+                        "nest is the GEMM schedule's", file=file, place="--emit")
 
 
 def _compile_model(path: Path, tgt, options: Options, out_dir: Path, *, jobs: int, plot: bool,
@@ -157,13 +183,16 @@ def _compile_model(path: Path, tgt, options: Options, out_dir: Path, *, jobs: in
         stdout.print(narrate_schedule(result.schedule, tgt.name), end="")
     failures = result.failures
     if failures:
+        internal = [r for r in failures if r.internal]
         for r in failures:
             click.echo(f"mapc: error: layer {r.name}: {r.error}", err=True)
-        n = len(result.layers)
-        err = MapcError(f"{len(failures)} of {n} distinct layers failed; nothing written", file=str(path))
-        if any(r.internal for r in failures):
-            raise RuntimeError(str(err))
-        raise err
+            if r.internal and _debug():
+                click.echo(f"--- traceback of layer {r.name} ---\n{r.trace}", err=True, nl=False)
+        why = "" if not internal else (f" ({len(internal)} by an internal error of mapc"
+                                       + ("" if _debug() else "; --debug shows its traceback") + ")")
+        click.echo(f"mapc: error: {path}: {len(failures)} of {len(result.layers)} distinct layers failed"
+                   f"{why}; nothing written", err=True)
+        sys.exit(1 if internal else 2)
     png = None
     if plot:
         from .plots import model_png
@@ -178,11 +207,18 @@ def _compile_model(path: Path, tgt, options: Options, out_dir: Path, *, jobs: in
                  f"with {jobs} job(s)")
 
 
+def _operator_only(op: Path, command: str) -> None:
+    if is_model_file(op):
+        raise MapcError(f"a model file (it has 'layers'); `mapc {command}` needs an operator file: "
+                        "pass one layer's operator file, or compile the model", file=str(op))
+
+
 @main.command()
 @click.argument("op", type=click.Path(path_type=Path))
 @handle_errors
 def show(op: Path) -> None:
     """Print operator file OP: statement, dims, ISL domain, access maps and its MDC form."""
+    _operator_only(op, "show")
     ctx = run_pipeline(op, load_target("edge"), stop_after="conformance")
     stdout.print(describe(ctx).split("\n", 1)[1])
 
@@ -212,6 +248,7 @@ def explain(op: Path, target: str, objective: str, schedule: str, backend: str |
             raise MapcError(f"layer {result.failures[0].name}: {result.failures[0].error}", file=str(op))
         stdout.print(narrate_schedule(result.schedule, tgt.name), end="")
         return
+    _operator_only(op, "explain")
     ctx = run_pipeline(op, load_target(target), Options(objective=objective, backend=backend,
                                                          time_limit_s=time_limit))
     stdout.print(narrate(ctx), end="")
@@ -232,14 +269,15 @@ def import_cmd(onnx_file: Path, out_file: Path, dtype: str | None, name: str | N
     skipped and summarised in one line on stderr; that is not an error."""
     from .onnx_import import import_onnx
 
+    real = output_file(out_file)  # checked before the (possibly long) import
     result = import_onnx(onnx_file, dtype=dtype, name=name)
-    written = write_all(out_file.parent, [(out_file.name, result.yaml_text())])
+    write_all(real.parent, [(real.name, result.yaml_text())])
     note = result.skipped_line()
     if note:
         click.echo(f"mapc: import: {note}", err=True)
     kinds = Counter(layer.get("kind", "statement") for layer in result.layers)
     stdout.print(f"{result.name}: {len(result.layers)} layers ("
-                 + ", ".join(f"{k} x{n}" for k, n in kinds.most_common()) + f"); wrote {written[0]}")
+                 + ", ".join(f"{k} x{n}" for k, n in kinds.most_common()) + f"); wrote {out_file}")
 
 
 @main.command()
@@ -282,8 +320,7 @@ def eval_cmd(mapping: Path, hw_file: Path | None, target: str | None, as_json: b
     """Cost MDC file MAPPING with the MAESTRO model: one row of metrics per layer."""
     from .mdc_commands import eval_json, eval_mapping, eval_table, load_hw
 
-    hw, lanes = load_hw(hw_file, target)
-    metrics = eval_mapping(mapping, hw, lanes)
+    metrics = eval_mapping(mapping, load_hw(hw_file, target))
     if as_json:
         click.echo(eval_json(metrics))
     else:  # wide enough for all columns even when piped
@@ -299,12 +336,19 @@ def check_cmd(mapping: Path, hw_file: Path | None, target: str | None) -> None:
     """Check MDC file MAPPING against MAESTRO's rules; exit 2 if any rule is broken."""
     from .mdc_commands import check_mapping, load_hw
 
-    hw = load_hw(hw_file, target)[0] if (hw_file or target) else None
+    hw = load_hw(hw_file, target) if (hw_file or target) else None
     lines, code = check_mapping(mapping, hw)
     for line in lines:
         click.echo(line)
+    skipped = ""
+    if hw is None:
+        from .checker import NEEDS_HW
+        skipped = f"only rules that need no hardware ran; without --target or --hw not checked: {', '.join(NEEDS_HW)}"
     if code == 0:
-        click.echo(f"{mapping}: ok" + (" (bandwidth warnings only)" if lines else ""))
+        click.echo(f"{mapping}: ok" + (" (bandwidth warnings only)" if lines else "")
+                   + (f" ({skipped})" if skipped else ""))
+    elif skipped:
+        click.echo(f"{mapping}: {skipped}")
     sys.exit(code)
 
 

@@ -9,11 +9,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from enum import IntEnum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Union
 
 from targets import Target
 
-from .ir import Op
+from .ir import Op, OpMapping
+
+if TYPE_CHECKING:  # the passes import this module; only the annotations name their results
+    from passes.gemm_lowering import GemmLowering
+    from passes.gemm_schedule import GemmResult
+    from passes.mdc_emit import MdcOutput
+    from passes.offchip import OffchipSchedule
+    from passes.onchip import OnchipResult
 
 
 class Stage(IntEnum):
@@ -22,8 +29,8 @@ class Stage(IntEnum):
     START = 0
     PARSED = 1        # frontend: ctx.op
     CONFORMING = 2    # conformance: ctx.mdc_form
-    OFFCHIP = 3       # off-chip subspace solved: ctx.offchip
-    ONCHIP = 4        # on-chip subspace solved: ctx.onchip
+    OFFCHIP = 3       # off-chip subspace solved: ctx.offchip, ctx.mapping (off-chip levels)
+    ONCHIP = 4        # on-chip subspace solved: ctx.onchip, ctx.mapping (every level)
     LOWERED = 5       # a backend wrote its artefacts
 
 
@@ -100,7 +107,11 @@ class Options:
 
 @dataclass(frozen=True)
 class Context:
-    """Everything a compilation knows; each pass fills in its part."""
+    """Everything a compilation knows; each pass fills in its part.
+
+    ``mapping`` is the backend-neutral record of the decisions so far (:class:`OpMapping`): the
+    off-chip pass leaves its levels, the on-chip search or the GEMM scheduler completes it, and
+    the emitters lower it."""
 
     op_path: Path
     target: Target
@@ -110,9 +121,10 @@ class Context:
     source_op: Op | None = None          # the op as written, when a lowering replaced ctx.op
     mdc_form: MdcForm | None = None
     offchip_hints: OffchipHints | None = None
-    offchip: Any = None
-    onchip: Any = None
-    lowered: Any = None
+    offchip: OffchipSchedule | None = None
+    onchip: OnchipResult | None = None
+    lowered: Union[MdcOutput, GemmResult, GemmLowering, None] = None
+    mapping: OpMapping | None = None
     artifacts: tuple[tuple[str, str], ...] = ()      # (file name, text) written at the end
     records: tuple[PassRecord, ...] = ()
     solver_notes: tuple[tuple[str, int | None, str | None], ...] = field(default=())

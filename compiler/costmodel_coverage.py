@@ -1,7 +1,7 @@
 """Exact MAC coverage of an MDC mapping, by walking its tiles level by level.
 
 Independent of MAESTRO's counting formulas: the directives of every level (after
-MAESTRO's own rewrites, :mod:`compiler.costmodel_levels`) cut each tile handed
+MAESTRO's own rewrites, :func:`compiler.costmodel_vec_levels.layer_levels`) cut each tile handed
 down from the level above into sub-tiles, ``[lo + k*ofs, lo + k*ofs + size)``
 clipped to the tile, until a sub-tile reaches its end.  Temporal maps of one level
 form a loop nest (a product); the SpatialMaps of one level share the PE index, so
@@ -21,7 +21,7 @@ from itertools import product
 
 import numpy as np
 
-from compiler.costmodel_levels import OVERLAP, build_layer_spec
+from compiler.costmodel_vec_levels import OVERLAP, layer_levels
 from compiler.mdc import MdcLayer, resolve_layer
 
 
@@ -68,7 +68,7 @@ def _groups(spec, dims: list[str]) -> list[list[str]]:
         for ref, slide in OVERLAP.items():
             union(ref, slide)
     for lvl in spec.levels:
-        sp = [d.var for d in lvl.dataflow if d.spatial]
+        sp = [d.var for d in lvl if d.spatial]
         for a in sp[1:]:
             union(sp[0], a)
     groups: dict[str, list[str]] = {}
@@ -80,11 +80,11 @@ def _groups(spec, dims: list[str]) -> list[list[str]]:
 def coverage(layer: MdcLayer, num_pes: int, constants=None) -> Coverage:
     """Walk the tiles of ``layer`` on ``num_pes`` PEs and count the MAC points visited."""
     layer = resolve_layer(layer, constants)
-    spec = build_layer_spec(layer, num_pes)
-    full = dict(spec.full_dims)
+    spec = layer_levels(layer, num_pes)
+    full = spec.full_dims
     stride = layer.stride_map()
     declared = {n for n, _ in layer.dims}
-    tile_dims = sorted({d.var for lvl in spec.levels for d in lvl.dataflow})
+    tile_dims = sorted({d.var for lvl in spec.levels for d in lvl})
     out_extent = {}
     for ref, slide in OVERLAP.items():
         if spec.conv and ref in full:
@@ -96,8 +96,8 @@ def coverage(layer: MdcLayer, num_pes: int, constants=None) -> Coverage:
         boxes = [{d: (0, full[d]) for d in group}]
         for lvl in spec.levels:
             new = []
-            temporal = [d for d in lvl.dataflow if d.var in group and not d.spatial]
-            spatial = [d for d in lvl.dataflow if d.var in group and d.spatial]
+            temporal = [d for d in lvl if d.var in group and not d.spatial]
+            spatial = [d for d in lvl if d.var in group and d.spatial]
             for box in boxes:
                 choices = []
                 cur = dict(box)

@@ -19,6 +19,7 @@ import lark
 from .errors import InputError, MapcError
 from .ir import AffineIndex, Dim, Op, Role, Tensor, Window
 from .presets import PRESETS
+from .outputs import check_name, file_stem
 from .yamlio import LocDict, check_keys, load_yaml_mapping, positive_int, read_text
 
 DTYPE_BYTES = {"int4": 1, "int8": 1, "uint8": 1, "int16": 2, "fp16": 2, "bf16": 2,
@@ -121,7 +122,9 @@ def load_op(path: str | Path) -> Op:
     """Read and parse an operator file into an :class:`Op` (errors name file and place)."""
     file = str(path)
     data = load_yaml_mapping(read_text(Path(path), "operator"), file)
-    return op_from_mapping(data, file, default_name=Path(path).stem)
+    op = op_from_mapping(data, file, default_name=file_stem(Path(path).stem))
+    check_name(op.name, file, data.place("name"))  # it names the output files
+    return op
 
 
 def op_from_mapping(data: LocDict, file: str, default_name: str = "op") -> Op:

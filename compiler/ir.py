@@ -163,3 +163,122 @@ class Op:
                 lines.append(f"    window axis {w.axis}: {w.stride}*{w.out_dim}{filt}"
                              f" (stride {w.stride}, dilation {w.dilation})")
         return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- the mapping
+
+
+@dataclass(frozen=True)
+class MapLoop:
+    """One loop of a mapping: walks the tile of ``dim`` that the enclosing loop of the same dim
+    left (the whole extent for the first one) in steps of ``tile``, ``trips`` times, the last
+    step clipped.  A ``spatial`` loop runs its trips side by side on the units of its level;
+    ``axis`` says which axis of a 2-D spread it takes ("rows"/"cols"; "" otherwise)."""
+
+    dim: str
+    tile: int
+    trips: int
+    spatial: bool = False
+    axis: str = ""
+
+    def as_dict(self) -> dict:
+        """JSON form (``axis`` only when set)."""
+        out = {"dim": self.dim, "tile": self.tile, "trips": self.trips,
+               "kind": "spatial" if self.spatial else "temporal"}
+        if self.axis:
+            out["axis"] = self.axis
+        return out
+
+
+@dataclass(frozen=True)
+class MapLevel:
+    """One level of the hardware hierarchy, outermost first: its ``loops`` (outermost first: the
+    tuple is the loop order), the ``units`` its spatial loops spread over (1 if none) and the
+    tensors it ``keeps``: those with a buffer at this level holding the tile its loops walk
+    within (the tile the level above left; whole tensors at ``dram``).
+
+    Level names: ``chiplets`` (spread over chiplets), ``dram`` (walks L2 tiles; each step is a
+    DRAM -> L2 transfer), ``l2`` (walks array tiles inside an L2 tile), ``array`` or
+    ``array<i>`` (spread over PEs or groups of PEs, cluster level i), ``pe`` (one PE's temporal
+    loops over its L1 tile)."""
+
+    name: str
+    units: int
+    loops: tuple[MapLoop, ...]
+    keeps: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class OpMapping:
+    """A mapping of an op, whatever the backend: the levels, outermost first.
+
+    Every backend reads its decisions from here: the MDC emitter, the GEMM schedule writer and
+    ``report.json``'s ``mapping`` key are lowerings of it.  A dim with no loop at a level keeps
+    the tile of the level above; the tile after the last level is what one PE computes per step."""
+
+    op: str
+    extents: tuple[tuple[str, int], ...]
+    levels: tuple[MapLevel, ...]
+
+    def level(self, name: str) -> MapLevel | None:
+        """The level called ``name``, if the mapping has it."""
+        return next((lv for lv in self.levels if lv.name == name), None)
+
+    def tiles_after(self, name: str) -> dict[str, int]:
+        """The tile of every dim once the loops of level ``name`` (and those above) have run."""
+        tile = dict(self.extents)
+        for lv in self.levels:
+            for lp in lv.loops:
+                tile[lp.dim] = min(tile[lp.dim], lp.tile)
+            if lv.name == name:
+                return tile
+        raise KeyError(name)
+
+    def buffers(self) -> list[tuple[str, str, dict[str, int]]]:
+        """(level, tensor, tile of every dim) of every buffer: what each level keeps."""
+        tile, out = dict(self.extents), []
+        for lv in self.levels:
+            out += [(lv.name, t, dict(tile)) for t in lv.keeps]
+            for lp in lv.loops:
+                tile[lp.dim] = min(tile[lp.dim], lp.tile)
+        return out
+
+    def pretty(self) -> str:
+        """The mapping as a loop nest: per level, its loops of more than one trip (and every
+        spatial one) nested, the one-trip loops listed (they only fix the order)."""
+        lines = [f"mapping {self.op}: " + ", ".join(f"{d}={e}" for d, e in self.extents)]
+        depth = 1
+        for lv in self.levels:
+            once = [f"{lp.dim}={lp.tile}" for lp in lv.loops if lp.trips == 1 and not lp.spatial]
+            lines.append(f"{'  ' * depth}// {lv.name}" + (f", {lv.units} units" if lv.units > 1 else "")
+                         + (f"; keeps {', '.join(lv.keeps)}" if lv.keeps else "")
+                         + (f"; one trip: {', '.join(once)}" if once else ""))
+            for lp in lv.loops:
+                if lp.trips == 1 and not lp.spatial:
+                    continue
+                kind = "parallel-for" if lp.spatial else "for"
+                axis = f", {lp.axis}" if lp.axis else ""
+                lines.append(f"{'  ' * depth}{kind} {lp.dim} step {lp.tile}:   # {lp.trips} trips{axis}")
+                depth += 1
+        return "\n".join(lines)
+
+    def report(self) -> dict:
+        """The ``mapping`` section of ``<op>.report.json``."""
+        return {"mapping": {"levels": [{"name": lv.name, "units": lv.units, "keeps": list(lv.keeps),
+                                        "loops": [lp.as_dict() for lp in lv.loops]}
+                                       for lv in self.levels]}}
+
+
+def build_mapping(op: str, extents: dict[str, int], levels: list[tuple]) -> OpMapping:
+    """An :class:`OpMapping` from per level ``(name, units, [(dim, tile, spatial, axis), ...],
+    keeps)`` (``keeps`` optional): each loop's trips follow from the tile its dim had before it
+    (``ceil(before / tile)``)."""
+    tile = dict(extents)
+    out = []
+    for name, units, loops, *keeps in levels:
+        mapped = []
+        for dim, step, spatial, axis in loops:
+            mapped.append(MapLoop(dim, step, -(-tile[dim] // step), spatial, axis))
+            tile[dim] = min(tile[dim], step)
+        out.append(MapLevel(name, units, tuple(mapped), tuple(keeps[0]) if keeps else ()))
+    return OpMapping(op, tuple(extents.items()), tuple(out))

@@ -2,8 +2,8 @@
 
 API::
 
-    load_hw(hw_path=None, target=None, element_bytes=1) -> (HwConfig, simd_lanes)
-    eval_mapping(mapping, hw, simd_lanes=1) -> list[Metrics]
+    load_hw(hw_path=None, target=None, element_bytes=1) -> HwConfig
+    eval_mapping(mapping, hw) -> list[Metrics]
     eval_table(metrics) -> rich.table.Table ; eval_json(metrics) -> str
     check_mapping(mapping, hw=None) -> (lines, exit_code)   # 2 if any H/S/C violation
 """
@@ -15,7 +15,7 @@ from pathlib import Path
 from rich.table import Table
 
 from compiler.checker import check_file, is_clean
-from compiler.costmodel import Metrics, evaluate_file
+from compiler.costmodel_vec import Metrics, evaluate_file
 from compiler.errors import MappingError
 from compiler.mdc import HwConfig, parse_hw_file, parse_mdc_file
 
@@ -28,28 +28,29 @@ COLUMNS = (("layer", "layer"), ("macs", "MACs"), ("runtime_cycles", "cycles"),
 
 
 def hw_from_target(target, element_bytes: int = 1) -> HwConfig:
-    """A MAESTRO HW config for a :class:`targets.Target` (capacities converted to elements)."""
+    """A MAESTRO HW config for a :class:`targets.Target` (capacities converted to elements),
+    with the target's MACs per PE per cycle and energy per access."""
     return HwConfig(num_pes=target.num_pes, l1_size=target.l1_elements(element_bytes),
                     l2_size=target.l2_elements(element_bytes), noc_bw=max(1, int(target.noc_bw)),
-                    offchip_bw=max(1, int(target.offchip_bw)), noc_hops=int(target.noc_hops))
+                    offchip_bw=max(1, int(target.offchip_bw)), noc_hops=int(target.noc_hops),
+                    macs_per_pe=max(1, int(target.macs_per_pe)), energy=target.energy)
 
 
 def load_hw(hw_path: str | Path | None = None, target: str | None = None,
-            element_bytes: int = 1) -> tuple[HwConfig, int]:
-    """HW config and SIMD lanes (MACs per PE) from ``--hw`` or ``--target``."""
+            element_bytes: int = 1) -> HwConfig:
+    """HW config from ``--hw`` or ``--target`` (a target also sets MACs per PE and energy)."""
     if hw_path is not None:
-        return parse_hw_file(hw_path), 1
+        return parse_hw_file(hw_path)
     if target is not None:
         from targets import load_target  # the loader lives outside compiler/
 
-        t = load_target(target)
-        return hw_from_target(t, element_bytes), max(1, int(t.macs_per_pe))
+        return hw_from_target(load_target(target), element_bytes)
     raise MappingError("give --hw HW.m or --target NAME")
 
 
-def eval_mapping(mapping: str | Path, hw: HwConfig, simd_lanes: int = 1) -> list[Metrics]:
+def eval_mapping(mapping: str | Path, hw: HwConfig) -> list[Metrics]:
     """Metrics for every layer of a mapping file."""
-    return evaluate_file(parse_mdc_file(mapping), hw, simd_lanes=simd_lanes)
+    return evaluate_file(parse_mdc_file(mapping), hw)
 
 
 def _fmt(value) -> str:
@@ -78,5 +79,5 @@ def eval_json(metrics: list[Metrics]) -> str:
 def check_mapping(mapping: str | Path, hw: HwConfig | None = None) -> tuple[list[str], int]:
     """Violation lines and the exit code: 2 if a hard, soft or capacity rule fails, else 0."""
     violations = check_file(parse_mdc_file(mapping), hw)
-    lines = [str(v) for v in violations]
+    lines = [f"{mapping}:{v.line}: {v}" if v.line else f"{mapping}: {v}" for v in violations]
     return lines, 0 if is_clean(violations) else 2

@@ -1,5 +1,8 @@
 """MAESTRO HW files: the six ``key: value`` entries, parsed with MAESTRO's tokenizer.
 
+:class:`HwConfig` also carries what a mapc target adds to the six keys and MAESTRO fixes:
+MACs per PE per cycle (1) and the energy per access (MAESTRO's 18.61 L2, 1.68 L1, 1 MAC).
+
 Re-exported by :mod:`compiler.mdc` (``HwConfig``, ``parse_hw``, ``parse_hw_file``,
 ``print_hw``).
 """
@@ -11,11 +14,13 @@ from pathlib import Path
 from compiler.errors import MappingError
 from compiler.yamlio import read_text
 from compiler.mdc_tokens import INT_MAX, tokenize
+from targets import Energy
 
 
 @dataclass(frozen=True)
 class HwConfig:
-    """The six keys of a MAESTRO HW file, with MAESTRO's defaults."""
+    """The six keys of a MAESTRO HW file, with MAESTRO's defaults, then the target's MACs per
+    PE per cycle and energy per access (not in the file; MAESTRO's values by default)."""
 
     num_pes: int = 1
     l1_size: int = INT_MAX
@@ -23,6 +28,8 @@ class HwConfig:
     noc_bw: int = INT_MAX
     offchip_bw: int = INT_MAX
     noc_hops: int = 1
+    macs_per_pe: int = 1
+    energy: Energy = Energy()
 
 
 HW_KEYS = {

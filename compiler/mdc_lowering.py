@@ -30,7 +30,7 @@ from .context import MdcForm
 from .frontend import resize
 from .mdc_commands import hw_from_target
 from .errors import ConformanceError
-from .ir import Op, Window
+from .ir import Op, OpMapping, Window, build_mapping
 from .mdc import AnyDirective, HwConfig, MdcFile, MdcLayer, Sz, cluster, make_layer, spatial, temporal
 
 # Declared MDC dims per layer type, in MAESTRO's usual order.
@@ -230,10 +230,73 @@ def build_layer(view: MdcView, l2_tile: dict[str, int], dram_order: tuple[str, .
     return make_layer(name, view.form.layer_type, view.declared(), out, view.stride_block())
 
 
-def build_file(view: MdcView, l2_tile: dict[str, int], dram_order: tuple[str, ...], choice: OnchipChoice) -> MdcFile:
-    """The whole ``.m`` file: one layer, or one per repeat of the op's repeat dims."""
+def mdc_mapping(view: MdcView, offchip: OpMapping, choice: OnchipChoice) -> OpMapping:
+    """The typed mapping an MDC file encodes: ``offchip``'s levels (the dims one layer cannot
+    hold step one at a time: one layer per repeat), then one ``array`` level per spatial level
+    (a temporal fold when its units cannot take the tile at once, then the spread) and the
+    ``pe`` level's loops over the L1 tile in the inner order.  A ``merged`` first spatial level
+    spreads over level 0's units, inside the ``dram`` level.  Every tensor is kept whole in DRAM,
+    as an L2 tile by the level after ``dram`` and as an L1 tile by ``pe`` (MAESTRO buffers all
+    three at both; in a merged level 0 the spread over its units walks the L2 tile too)."""
+    cur = dict(offchip.extents)
+    levels: list[tuple] = []
+    tensors = offchip.level("dram").keeps
+
+    def loops_of(items):
+        for dim, tile, _, _ in items:
+            cur[dim] = min(cur[dim], tile)
+        return items
+
+    def spread_over(s: SpatialLevel):
+        fold = [(s.dim, s.units * s.tile, False, "")] if cur[s.dim] > s.units * s.tile else []
+        return loops_of(fold + [(s.dim, s.tile, True, "")])
+
+    spread = list(choice.spatial)
+    first = spread.pop(0) if choice.merged else None
+    for lv in offchip.levels:
+        items = [(lp.dim, 1 if lp.dim in view.form.repeat_dims else lp.tile, lp.spatial, lp.axis)
+                 for lp in lv.loops if first is None or lv.name != "dram" or lp.dim != first.dim]
+        loops = loops_of(items)
+        keeps = lv.keeps
+        if first is not None and lv.name == "dram":
+            levels.append(("dram", first.units, loops + spread_over(first), keeps))
+        else:
+            levels.append((lv.name, lv.units, loops, keeps))
+    for i, s in enumerate(spread):
+        levels.append(("array", s.units, spread_over(s), tensors if i == 0 else ()))
+    if spread:
+        l1 = dict(choice.l1_tile)
+        levels.append(("pe", 1, loops_of([(d, l1[d], False, "") for d in choice.inner_order
+                                          if d != spread[-1].dim]), tensors))
+    return build_mapping(offchip.op, dict(offchip.extents), levels)
+
+
+def mdc_decisions(view: MdcView, mapping: OpMapping) -> tuple[dict[str, int], tuple[str, ...], OnchipChoice]:
+    """What :func:`mdc_mapping` recorded, as the MDC writer takes it: L2 tile per dim, DRAM loop
+    order and the on-chip choice (the inverse of :func:`mdc_mapping` for everything MDC writes)."""
+    dram = mapping.level("dram")
+    temporal = [lp for lp in dram.loops if not lp.spatial]
+    l2_tile: dict[str, int] = {}
+    for lp in temporal:
+        l2_tile.setdefault(lp.dim, lp.tile)
+    order = tuple(dict.fromkeys(lp.dim for lp in temporal))
+    spatial = [SpatialLevel(lp.dim, dram.units, lp.tile) for lp in dram.loops if lp.spatial]
+    merged = bool(spatial)
+    spatial += [SpatialLevel(lp.dim, lv.units, lp.tile) for lv in mapping.levels if lv.name == "array"
+                for lp in lv.loops if lp.spatial]
+    pe = mapping.level("pe")
+    inner = tuple(lp.dim for lp in pe.loops) if pe else ()
+    l1 = {lp.dim: lp.tile for lp in pe.loops} if pe else {}
+    if pe:
+        l1[spatial[-1].dim] = spatial[-1].tile
+    return l2_tile, order, OnchipChoice(tuple(spatial), tuple(l1.items()), inner, merged)
+
+
+def build_file(view: MdcView, mapping: OpMapping) -> MdcFile:
+    """The whole ``.m`` file for a typed mapping: one layer, or one per repeat of the op's
+    repeat dims."""
     op = view.op
-    layer = build_layer(view, l2_tile, dram_order, choice, op.name)
+    layer = build_layer(view, *mdc_decisions(view, mapping), op.name)
     layers = (layer,) if view.repeats == 1 else tuple(
         MdcLayer(f"{op.name}_{i}", layer.type, layer.dims, layer.directives, layer.stride)
         for i in range(view.repeats))

@@ -12,8 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .costmodel import runtime_counts_every_mac
-from .costmodel_vec import evaluate_batch, template_from_layer
+from .costmodel_vec import evaluate_batch, runtime_counts_every_mac, template_from_layer
 from .mdc import HwConfig
 from .mdc_lowering import MdcView, OnchipChoice, build_layer, layer_slots, slot_tiles
 
@@ -67,7 +66,7 @@ def score_choices(view: MdcView, l2_tile: dict[str, int], dram_order: tuple[str,
             energy[idx] = m.energy_mac_units
             fits[idx] = (m.valid & (m.macs == view.layer_macs) & (m.l1_elements <= hw.l1_size)
                          & (m.l2_elements <= hw.l2_size)
-                         & runtime_counts_every_mac(m.compute_delay_cycles, m.macs, hw.num_pes))
+                         & runtime_counts_every_mac(m.compute_delay_cycles, m.macs, hw.num_pes, hw.macs_per_pe))
             bw_over[idx] = np.maximum(m.noc_bw_required / hw.noc_bw, m.offchip_bw_required / hw.offchip_bw)
             scored += len(idx)
     return Scores(scored, runtime, energy, fits, bw_over)

@@ -23,6 +23,7 @@ from pathlib import Path
 from .errors import InputError, MapcError
 from .frontend import OP_KEYS, op_from_mapping
 from .ir import Op
+from .outputs import check_name, file_stem
 from .yamlio import LocDict, check_keys, load_yaml_mapping, positive_int, read_text
 
 MODEL_KEYS = ("name", "layers")
@@ -87,9 +88,11 @@ def _load(path: Path, stack: tuple[Path, ...]) -> tuple[str, list[ModelLayer]]:
     file = str(path)
     data = load_yaml_mapping(read_text(path, "model"), file)
     check_keys(data, MODEL_KEYS, file, required=("layers",))
-    name = data.get("name", path.stem)
+    name = data.get("name", file_stem(path.stem, "model"))
     if not isinstance(name, str) or not name.strip() or any(c.isspace() for c in name):
         raise InputError("'name' must be a non-empty string without spaces", file=file, place=data.place("name"))
+    if not stack:  # the top model's name names its files (--plot)
+        check_name(name, file, data.place("name"))
     raw = data["layers"]
     if not isinstance(raw, list) or not raw:
         raise InputError("'layers' must be a non-empty list", file=file, place=data.place("layers"))

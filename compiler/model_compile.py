@@ -16,13 +16,15 @@ listed (one line each) and the compilation raises.
 from __future__ import annotations
 
 import csv
+import ctypes
 import io
 import multiprocessing
 import os
-import tempfile
-import re
+import signal
 import sys
+import threading
 import time
+import traceback
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -30,7 +32,7 @@ from typing import Any, Callable
 
 from .context import Options
 from .errors import MapcError
-from .outputs import write_all
+from .outputs import file_stem, write_all
 from .model import Model, ModelLayer, unique_layers
 from .pipeline import run_pipeline
 from .report import build_report, dump_report, without_timings
@@ -38,6 +40,7 @@ from .workload import load_workload
 from .yamlio import load_yaml_mapping, read_text
 
 MODEL_REPORT_VERSION = 1
+PR_SET_PDEATHSIG = 1   # <linux/prctl.h>
 MODEL_REPORT = "model.report.json"
 MODEL_CSV = "model.report.csv"
 CSV_COLUMNS = ("name", "repeat", "macs", "runtime_cycles", "energy_mac_units", "utilization",
@@ -76,6 +79,7 @@ class LayerResult:
     error: str | None
     internal: bool = False
     seconds: float = 0.0
+    trace: str = ""          # the layer's own traceback when ``internal`` (shown by --debug)
 
 
 def compile_layer(job: LayerJob) -> LayerResult:
@@ -92,7 +96,8 @@ def compile_layer(job: LayerJob) -> LayerResult:
         return LayerResult(job.index, layer.name, (), None, str(e))
     except Exception as e:  # an internal error in one layer: report it, keep the others going
         return LayerResult(job.index, layer.name, (), None,
-                           f"internal error: {e.__class__.__name__}: {e}", internal=True)
+                           f"internal error: {e.__class__.__name__}: {e}", internal=True,
+                           trace=traceback.format_exc())
 
 
 @dataclass(frozen=True)
@@ -181,19 +186,15 @@ class ModelResult:
     def files(self) -> list[tuple[str, str]]:
         """Every output file: per-layer files, shared ones once, then the two model reports."""
         out: dict[str, str] = {}
-        for r in self.results + (LayerResult(-1, "", self.extra_files, None, None),):
-            for name, text in r.files:
+        for stem, files in [(layer.op.name, r.files) for layer, r in zip(self.layers, self.results)] + \
+                [(self.model.name, self.extra_files)]:
+            for name, text in files:
                 if name in out and out[name] != text:  # e.g. HW files of layers with other dtypes
-                    name = f"{r.name}.{name}"
+                    name = f"{stem}.{name}"    # the layer's file stem
                 out[name] = text
         out[MODEL_REPORT] = dump_report(self.report())
         out[MODEL_CSV] = self.csv_text()
         return list(out.items())
-
-
-def _file_name(name: str) -> str:
-    """A layer name usable as a file-name stem (ONNX names can hold '/' or ':')."""
-    return re.sub(r"[^A-Za-z0-9_.\-]", "_", name).strip(".") or "layer"
 
 
 def distinct_layers(model: Model) -> tuple[tuple[ModelLayer, ...], tuple[tuple[str, ...], ...]]:
@@ -206,7 +207,7 @@ def distinct_layers(model: Model) -> tuple[tuple[ModelLayer, ...], tuple[tuple[s
         merged[i].append(layer.name)
     renamed, used = [], {"model"}  # model.report.json is the model's
     for layer in layers:
-        base = stem = _file_name(layer.name)
+        base = stem = file_stem(layer.name, "layer")  # ONNX names can hold '/' or ':'
         n = 2
         while stem.lower() in used:
             stem, n = f"{base}_{n}", n + 1
@@ -215,10 +216,26 @@ def distinct_layers(model: Model) -> tuple[tuple[ModelLayer, ...], tuple[tuple[s
     return tuple(renamed), tuple(tuple(m) for m in merged)
 
 
+def _die_with_parent(parent: int) -> None:
+    """Pool initializer: end this worker when its parent ends (``kill -9``, SIGTERM), so no
+    orphaned worker keeps computing.  Linux: a parent-death signal; elsewhere: a watchdog thread."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    else:
+        def watch() -> None:
+            while os.getppid() == parent:
+                time.sleep(0.5)
+            os._exit(1)
+        threading.Thread(target=watch, daemon=True).start()
+    if os.getppid() != parent:  # the parent ended before the signal was armed
+        os._exit(1)
+
+
 def _pool(jobs: int) -> ProcessPoolExecutor:
     # fork shares the already-imported islpy/ortools with the workers (no re-import per worker)
     method = "fork" if "fork" in multiprocessing.get_all_start_methods() and sys.platform != "darwin" else None
-    return ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context(method))
+    return ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context(method),
+                               initializer=_die_with_parent, initargs=(os.getpid(),))
 
 
 def compile_model(path: Path, target, options: Options = Options(), *, jobs: int = 1, timings: bool = True,
@@ -316,32 +333,5 @@ class Progress:
 
 def write_outputs(out_dir: Path, files: list[tuple[str, str]],
                   png: tuple[str, bytes] | list[tuple[str, bytes]] | None = None) -> list[Path]:
-    """Write the text files with :func:`write_all` and the optional PNG(s) with them: each PNG is
-    staged in a temp file first and renamed only after every text file is in place."""
-    pngs = [png] if isinstance(png, tuple) else list(png or [])
-    if not pngs:
-        return write_all(out_dir, files)
-    out_dir = Path(out_dir)
-    tmps: list[str] = []
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        for name, data in pngs:
-            fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=out_dir)
-            tmps.append(tmp)
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-    except OSError as e:
-        for tmp in tmps:
-            Path(tmp).unlink(missing_ok=True)
-        raise MapcError(f"cannot write outputs ({e.strerror})", file=str(out_dir)) from None
-    try:
-        written = write_all(out_dir, files)
-        for tmp, (name, _) in zip(tmps, pngs):
-            os.replace(tmp, out_dir / name)
-    except (MapcError, OSError) as e:
-        for tmp in tmps:
-            Path(tmp).unlink(missing_ok=True)
-        if isinstance(e, MapcError):
-            raise
-        raise MapcError(f"cannot write outputs ({e.strerror})", file=str(out_dir)) from None
-    return written + [out_dir / name for name, _ in pngs]
+    """Write the text files and the optional PNG(s) together with :func:`write_all`."""
+    return write_all(out_dir, files + ([png] if isinstance(png, tuple) else list(png or [])))

@@ -29,6 +29,7 @@ from pathlib import Path
 import yaml
 
 from .errors import InputError, MapcError
+from .outputs import file_stem
 
 # ONNX TensorProto element types -> our dtypes
 _DTYPES = {1: "fp32", 2: "uint8", 3: "int8", 5: "int16", 6: "int32", 10: "fp16", 16: "bf16"}
@@ -84,7 +85,7 @@ def _flow(value) -> str:
 
 
 def _safe_name(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.\-]", "_", name).strip("._") or "layer"
+    return file_stem(name, "layer").strip("_") or "layer"
 
 
 class _Graph:

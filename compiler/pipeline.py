@@ -69,7 +69,7 @@ def describe(ctx: Context) -> str:
     parts = [f"// stage {ctx.stage.name.lower()}, target {ctx.target.name}"]
     leaves = [p.leaves for p in PIPELINE if p.leaves]
     fields = ["source_op"] + [f for i, f in enumerate(leaves) if f not in leaves[i + 1:]]  # last pass to fill it
-    for value in (getattr(ctx, f) for f in fields):
+    for value in (getattr(ctx, f) for f in fields + ["mapping"]):
         if value is not None and hasattr(value, "pretty"):
             parts.append(value.pretty())
     return "\n".join(parts)

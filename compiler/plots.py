@@ -11,14 +11,20 @@ import io
 from .errors import MapcError
 
 
-def model_png(report: dict) -> bytes:
-    """Render a ``model.report.json`` dict as PNG bytes (failed layers are left out)."""
+def require_matplotlib():
+    """``matplotlib.pyplot`` with the Agg backend, or a one-line error naming the extra to install."""
     try:
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
         raise MapcError("--plot needs matplotlib (pip install 'mapc[plot]')", place="--plot") from None
+    return plt
+
+
+def model_png(report: dict) -> bytes:
+    """Render a ``model.report.json`` dict as PNG bytes (failed layers are left out)."""
+    plt = require_matplotlib()
     rows = [r for r in report["layers"] if "error" not in r]
     if not rows:
         raise MapcError("--plot: no layer compiled, nothing to plot", place="--plot")

@@ -21,7 +21,8 @@ from dataclasses import dataclass, replace
 from compiler.context import Context, Stage
 from compiler.errors import InfeasibleError, MapcError
 from compiler.gemm_model import GemmMetrics, evaluate, metrics_report
-from compiler.schedule import Axis, Buffer, Kind, Level, Loop, Operand, Schedule
+from compiler.ir import OpMapping, build_mapping
+from compiler.schedule import BUFFER_LEVELS, Axis, Buffer, Kind, Level, Loop, Operand, Schedule
 from passes.gemm_lowering import GemmLowering
 from targets import Target
 
@@ -75,10 +76,6 @@ class GemmResult:
     def report(self) -> dict:
         s, m = self.schedule, self.metrics
         out = metrics_report(m, self.target)
-        levels: dict[str, list] = {}
-        for lp in s.loops:
-            levels.setdefault(lp.level.value, []).append(lp.as_dict())
-        out["mapping"] = [{"level": k, "loops": v} for k, v in levels.items()]
         out["gemm"] = {"dataflow": s.dataflow, "dims": dict(s.dims), "traffic": m.traffic,
                        "schedule": f"{s.op}.schedule.yaml", "l2_plan_from": self.plan_source,
                        "compute_cycles": m.compute_cycles, "dram_cycles": m.dram_cycles}
@@ -100,29 +97,60 @@ def _pow2_steps(base: int, extent: int) -> list[int]:
     return out + [extent]
 
 
-def build_schedule(op, target: Target, dataflow: str, plan: L2Plan, rows: int, cols: int, stream: int,
-                   l2_order: tuple[str, ...], lowering: GemmLowering | None) -> Schedule:
-    """Assemble the loops and buffers of one candidate (no traffic claims yet)."""
-    ext = {d.name: d.extent for d in op.dims}
-    r_dim, c_dim, s_dim = DATAFLOWS[dataflow]
-    tile = dict(plan.tile)
-    loops = [Loop(d, step, Kind.SPATIAL, Level.CHIPLET, axis) for d, step, axis in plan.chiplet]
-    loops += [Loop(d, tile[d], Kind.TEMPORAL, Level.DRAM) for d in plan.order]
-    inner = {"b": 1, r_dim: rows, c_dim: cols, s_dim: stream}
-    loops += [Loop(d, inner[d], Kind.TEMPORAL, Level.L2) for d in l2_order if inner[d] < tile[d]]
-    loops += [Loop(r_dim, 1, Kind.SPATIAL, Level.ARRAY, Axis.ROWS), Loop(c_dim, 1, Kind.SPATIAL, Level.ARRAY, Axis.COLS),
-              Loop(s_dim, 1, Kind.TEMPORAL, Level.PE)]
+def gemm_operands(op, lowering: GemmLowering | None) -> tuple[Operand, ...]:
+    """A, B and C: the op tensor playing each role and the GEMM dims indexing it."""
+    ext = {d.name for d in op.dims}
     names = dict(zip("ABC", lowering.tensors)) if lowering else {"A": op.reads[0].name, "B": op.reads[1].name,
                                                                   "C": op.output.name}
-    operands = tuple(Operand(r, names[r], tuple(d for d in GEMM_ROLES[r] if d in ext)) for r in "ABC")
-    stationary = next(o.role for o in operands if r_dim in o.dims and c_dim in o.dims)
-    buffers = tuple(Buffer(Level.L2, o.role, math.prod(tile[d] for d in o.dims), True) for o in operands)
-    buffers += (Buffer(Level.ARRAY, stationary, min(rows, tile[r_dim]) * min(cols, tile[c_dim]), True),)
+    return tuple(Operand(r, names[r], tuple(d for d in GEMM_ROLES[r] if d in ext)) for r in "ABC")
+
+
+def gemm_mapping(op, target: Target, dataflow: str, plan: L2Plan, rows: int, cols: int, stream: int,
+                 l2_order: tuple[str, ...], operands: tuple[Operand, ...]) -> OpMapping:
+    """The typed mapping of one candidate: chiplet split, DRAM loops over L2 tiles, L2 loops over
+    array tiles (L2 keeps A, B and C), the array's rows and columns (the PEs keep the stationary
+    operand, the one indexed by both), the operand streamed through each PE."""
+    r_dim, c_dim, s_dim = DATAFLOWS[dataflow]
+    tile = dict(plan.tile)
+    inner = {"b": 1, r_dim: rows, c_dim: cols, s_dim: stream}
+    tensors = tuple(o.tensor for o in operands)
+    stationary = next(o.tensor for o in operands if r_dim in o.dims and c_dim in o.dims)
+    levels = [("chiplet", target.num_chiplets, [(d, step, True, axis.value) for d, step, axis in plan.chiplet])
+              ] if plan.chiplet else []
+    levels += [("dram", 1, [(d, tile[d], False, "") for d in plan.order], tensors),
+               ("l2", 1, [(d, inner[d], False, "") for d in l2_order if inner[d] < tile[d]], tensors),
+               ("array", target.pe_rows * target.pe_cols, [(r_dim, 1, True, "rows"), (c_dim, 1, True, "cols")],
+                (stationary,)),
+               ("pe", 1, [(s_dim, 1, False, "")])]
+    return build_mapping(op.name, {d.name: d.extent for d in op.dims}, levels)
+
+
+def schedule_loops(mapping: OpMapping) -> tuple[Loop, ...]:
+    """The schedule file's loops: the typed mapping's, level by level (the lowering of it)."""
+    return tuple(Loop(lp.dim, lp.tile, Kind.SPATIAL if lp.spatial else Kind.TEMPORAL, Level(lv.name),
+                      Axis(lp.axis) if lp.axis else None) for lv in mapping.levels for lp in lv.loops)
+
+
+def schedule_buffers(mapping: OpMapping, operands: tuple[Operand, ...]) -> tuple[Buffer, ...]:
+    """The schedule file's buffers: what the typed mapping's L2 and array levels keep, each the
+    tile its level walks within, double-buffered."""
+    role = {o.tensor: o for o in operands}
+    return tuple(Buffer(Level(level), role[t].role, math.prod(tile[d] for d in role[t].dims), True)
+                 for level, t, tile in mapping.buffers() if Level(level) in BUFFER_LEVELS)
+
+
+def build_schedule(op, target: Target, dataflow: str, plan: L2Plan, rows: int, cols: int, stream: int,
+                   l2_order: tuple[str, ...], lowering: GemmLowering | None) -> Schedule:
+    """Assemble the loops and buffers of one candidate (no traffic claims yet): a lowering of its
+    typed mapping."""
+    operands = gemm_operands(op, lowering)
+    mapping = gemm_mapping(op, target, dataflow, plan, rows, cols, stream, l2_order, operands)
     info = (("from", lowering.source_kind),) + tuple((d, " * ".join(s) or "1") for d, s in lowering.dims) + \
         (("input_duplication", f"{lowering.duplication:.4f}"),) if lowering else ()
     return Schedule(op=op.name, target=target.name, dataflow=dataflow, array=(target.pe_rows, target.pe_cols),
                     chiplets=target.num_chiplets, dims=tuple((d.name, d.extent) for d in op.dims),
-                    operands=operands, loops=tuple(loops), buffers=buffers, lowering=info)
+                    operands=operands, loops=schedule_loops(mapping), buffers=schedule_buffers(mapping, operands),
+                    lowering=info)
 
 
 def with_claims(s: Schedule, m: GemmMetrics) -> Schedule:
@@ -239,19 +267,19 @@ def run(ctx: Context) -> Context:
         searched += 1
         key = _key(m, ctx.options.objective)
         if best is None or key < best[0]:
-            best = (key, plan, cand, m)
+            best = (key, plan, cand, m, (rows, cols, tile[s_dim], order))
         if time.perf_counter() - start > limit:
             cut = True
             break
-    _, plan, sched, metrics = best
+    _, plan, sched, metrics, array = best
     for rows, cols, stream, order in _array_candidates(ext, dict(plan.tile), target, dataflow):
         cand = build_schedule(op, target, dataflow, plan, rows, cols, stream, order, lowering)
         m = evaluate(cand, target)
         searched += 1
         key = _key(m, ctx.options.objective)
         if key < best[0]:
-            best = (key, plan, cand, m)
-            sched, metrics = cand, m
+            best = (key, plan, cand, m, (rows, cols, stream, order))
+            sched, metrics, array = cand, m, best[4]
         if time.perf_counter() - start > limit:
             cut = True
             break
@@ -265,4 +293,5 @@ def run(ctx: Context) -> Context:
                         target, reference)
     ctx = ctx.note_search("gemm-schedule", searched, "FEASIBLE" if cut else "OPTIMAL-IN-SPACE")
     return replace(ctx, lowered=result, stage=Stage.LOWERED,
+                   mapping=gemm_mapping(op, target, dataflow, plan, *array, gemm_operands(op, lowering)),
                    artifacts=ctx.artifacts + ((f"{op.name}.schedule.yaml", sched.to_yaml()),))

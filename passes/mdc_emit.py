@@ -1,7 +1,8 @@
 """Pass ``mdc-emit``: lower the off-chip and on-chip decisions to MAESTRO files and measure them.
 
-Reads:    ``ctx.op``, ``ctx.mdc_form``, ``ctx.offchip``, ``ctx.onchip``, the target.
-Decides:  nothing new; writes the decisions as MDC (:mod:`compiler.mdc_lowering`).
+Reads:    ``ctx.op``, ``ctx.mdc_form``, ``ctx.mapping`` (the typed mapping the on-chip pass
+          completed), ``ctx.offchip`` (chiplet parts, traffic for the report), the target.
+Decides:  nothing new; lowers the typed mapping to MDC (:func:`compiler.mdc_lowering.build_file`).
 Leaves:   ``ctx.lowered`` (an :class:`MdcOutput` whose metrics come from re-parsing and evaluating
           the exact text that will be written) and two artefacts, ``<op>.m`` and
           ``<target>.hw.m``.  A file the checker rejects is never written: that is an internal
@@ -14,7 +15,7 @@ from dataclasses import dataclass, replace
 
 from compiler.checker import check_file, is_clean
 from compiler.context import Context, Stage
-from compiler.costmodel import evaluate_file
+from compiler.costmodel_vec import evaluate_file
 from compiler.mdc import parse_hw, parse_mdc, print_hw, print_mdc
 from compiler.mdc_lowering import MdcView, build_file, chiplet_hw, chiplet_op
 
@@ -49,7 +50,7 @@ def run(ctx: Context) -> Context:
     op, target = ctx.op, ctx.target
     view = MdcView(chiplet_op(op, ctx.offchip), ctx.mdc_form)
     hw = chiplet_hw(target, op.output.element_bytes)
-    mdc = build_file(view, dict(ctx.offchip.l2_tile), tuple(ctx.offchip.order), ctx.onchip.choice)
+    mdc = build_file(view, ctx.mapping)
     mapping_text, hw_text = print_mdc(mdc), print_hw(hw)
     parsed, parsed_hw = parse_mdc(mapping_text, f"{op.name}.m"), parse_hw(hw_text, f"{target.name}.hw.m")
     violations = check_file(parsed, parsed_hw)

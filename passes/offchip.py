@@ -5,7 +5,8 @@ Reads:    ``ctx.op`` (access relations, element sizes), ``ctx.target`` (L2 bytes
 Decides:  the L2 tile of every loop dim, the DRAM-level loop order and, on a multi-chiplet target,
           which 1-2 dims are cut across chiplets, by an exact search (proved optimal unless the
           time limit stops it; then the best point found is kept and marked FEASIBLE).
-Leaves:   ``ctx.offchip``, an :class:`OffchipSchedule`; stage ``OFFCHIP``.  Raises
+Leaves:   ``ctx.offchip``, an :class:`OffchipSchedule`, and its levels of ``ctx.mapping``
+          (:func:`offchip_mapping`); stage ``OFFCHIP``.  Raises
           :class:`InfeasibleError` when even one-element tiles overflow L2.
 
 Cost model: the distinct-block model of :mod:`compiler.offchip_model` (its docstring states it and
@@ -29,7 +30,7 @@ from fractions import Fraction
 from compiler import offchip_model as om
 from compiler.context import Context, OffchipHints, Stage
 from compiler.errors import InfeasibleError
-from compiler.ir import mapping_space_log10
+from compiler.ir import OpMapping, build_mapping, mapping_space_log10
 
 
 @dataclass(frozen=True)
@@ -246,4 +247,21 @@ def run(ctx: Context) -> Context:
         l2_capacity_bytes=capacity, solver_status=status, seconds=time.perf_counter() - start,
         space_size=space, evaluated=evaluated)
     ctx = ctx.note_search("offchip", space, status)
-    return replace(ctx, offchip=schedule, stage=Stage.OFFCHIP)
+    return replace(ctx, offchip=schedule, mapping=offchip_mapping(schedule), stage=Stage.OFFCHIP)
+
+
+def offchip_levels(plan: OffchipSchedule) -> list[tuple[str, int, list[tuple[str, int, bool, str]]]]:
+    """The plan's levels for :func:`compiler.ir.build_mapping`: the chiplet split (if any) and
+    the DRAM loops over L2 tiles in DRAM order (one-trip dims too: they carry the order), DRAM
+    keeping every tensor."""
+    out = []
+    if plan.chiplet_split:
+        out.append(("chiplet", math.prod(f for _, f in plan.chiplet_split),
+                    [(d, plan.part_extents[d], True, "") for d, _ in plan.chiplet_split]))
+    out.append(("dram", 1, [(d, plan.l2_tile[d], False, "") for d in plan.order], tuple(plan.footprint)))
+    return out
+
+
+def offchip_mapping(plan: OffchipSchedule) -> OpMapping:
+    """The off-chip part of the typed mapping (what the on-chip decisions then complete)."""
+    return build_mapping(plan.op_name, plan.extents, offchip_levels(plan))

@@ -10,7 +10,8 @@ Decides:  which dims go across the PE array (one to three cluster levels), the p
           off-chip bandwidth rank before those that are not (a busy array can always be throttled
           into them by leaving units idle, and the search walks there when it must).
 Leaves:   ``ctx.onchip`` (an :class:`OnchipResult`: the choice, its metrics and the counts of the
-          space before and after each pruning step); possibly a re-solved ``ctx.offchip``.
+          space before and after each pruning step); possibly a re-solved ``ctx.offchip``; the
+          whole typed ``ctx.mapping`` (:func:`compiler.mdc_lowering.mdc_mapping`).
 
 The pruned space (:mod:`compiler.onchip_space`) is scored exhaustively in batches by the
 vectorised cost model, then the best points of the best structures are refined one tile or order
@@ -40,9 +41,9 @@ import time
 from dataclasses import dataclass, replace
 
 from compiler.context import Context, Stage
-from compiler.costmodel import Metrics, evaluate_layer
+from compiler.costmodel_vec import Metrics, evaluate_layer
 from compiler.errors import InfeasibleError
-from compiler.mdc_lowering import MdcView, OnchipChoice, build_layer, chiplet_hw, chiplet_op
+from compiler.mdc_lowering import MdcView, OnchipChoice, build_layer, chiplet_hw, chiplet_op, mdc_mapping
 from compiler.mdc_scoring import score_choices
 from compiler.onchip_space import (inner_choices, l1_footprint, neighbours, outer_steps, spatial_structures,
                                    spreadable_dims)
@@ -325,7 +326,9 @@ def run(ctx: Context) -> Context:
         if offchip is not ctx.offchip:
             result = replace(result, replanned=_replanned(ctx, first, chosen))
         ctx = ctx.note_search("onchip", result.candidates + result.refined, result.status)
-        return replace(ctx, offchip=offchip, onchip=result, stage=Stage.ONCHIP)
+        mapping = mdc_mapping(MdcView(chiplet_op(ctx.op, offchip), ctx.mdc_form),
+                              offchip_pass.offchip_mapping(offchip), result.choice)
+        return replace(ctx, offchip=offchip, onchip=result, mapping=mapping, stage=Stage.ONCHIP)
     offchip = ctx.offchip
     view = MdcView(chiplet_op(ctx.op, offchip), ctx.mdc_form)
     least = l1_footprint(view, {d: 1 if view.mdc_dim(d) not in ("R", "S") else ctx.op.extent(d)

@@ -11,6 +11,7 @@ from importlib import resources
 from pathlib import Path
 
 from compiler.errors import InputError, TargetError
+from compiler.outputs import check_name
 from compiler.yamlio import LocDict, check_keys, load_yaml_mapping, positive_int, positive_number, read_text
 
 BACKENDS = ("mdc", "gemm")
@@ -222,6 +223,7 @@ def _parse_target(data: LocDict, file: str) -> Target:
     name = data["name"]
     if not isinstance(name, str) or not name:
         raise TargetError("'name' must be a non-empty string", file=file, place=data.place("name"))
+    check_name(name, file, data.place("name"))  # it names the HW file
     return Target(
         name=name, description=str(data.get("description", "")), backends=tuple(backends),
         pe_rows=positive_int(pe, "rows", file, "pe_array."), pe_cols=positive_int(pe, "cols", file, "pe_array."),

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from compiler.checker import check_file, check_layer, coverage, is_clean
-from compiler.costmodel import evaluate_layer
+from compiler.costmodel_vec import evaluate_layer
 from compiler.errors import MappingError
 from compiler.mdc import HwConfig, cluster, make_layer, parse_hw_file, parse_mdc_file, spatial, temporal
 
@@ -69,7 +69,7 @@ def test_violation_is_one_line():
     v = check_layer(conv(*GOOD[:6], cluster(100), *GOOD[7:]), HW)
     text = [str(x) for x in v]
     assert all("\n" not in t and "[S7]" in t for t in text if "S7" in t)
-    assert any(t.startswith("L: Cluster(100, P);: [S7]") for t in text)
+    assert any(t.startswith("layer L: Cluster(100, P): [S7]") for t in text)
 
 
 def _malformed_results():

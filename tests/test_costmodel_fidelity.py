@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from compiler.checker import check_file
-from compiler.costmodel import analytical_macs, evaluate_layer, runtime_counts_every_mac
+from compiler.costmodel_vec import analytical_macs, evaluate_layer, runtime_counts_every_mac
 from compiler.errors import MappingError
 from compiler.mdc import parse_hw_file, parse_mdc_file
 

@@ -1,20 +1,24 @@
-"""The vectorised cost model agrees with the scalar one, candidate by candidate."""
+"""The cost model scores a candidate the same in a batch as alone (a batch of one), reads the
+target's MACs per PE and energy, and refuses what MAESTRO cannot analyse."""
+import json
+import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from compiler.costmodel import evaluate_layer
-from compiler.costmodel_vec import evaluate_batch, template_from_layer
+from compiler.checker import check_layer
+from compiler.costmodel_vec import evaluate_batch, evaluate_layer
 from compiler.errors import MapcError
-from compiler.mdc import (ClusterDirective, Directive, HwConfig, make_layer, parse_hw_file,
-                          parse_mdc_file)
+from compiler.mdc import ClusterDirective, Directive, HwConfig, make_layer, parse_mdc
+from compiler.mdc_commands import hw_from_target
+from targets import load_target
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 import costmodel_speed as speed  # noqa: E402
 
-REF = Path(__file__).resolve().parents[2] / "shared" / "maestro-reference"
+ROOT = Path(__file__).resolve().parents[1]
 INT_FIELDS = ("macs", "runtime_cycles", "l1_elements", "l2_elements", "noc_bw_required",
               "offchip_bw_required", "offchip_bw_step", "compute_delay_cycles")
 FLOAT_FIELDS = ("energy_mac_units", "noc_bw_avg", "avg_util_pes")
@@ -45,7 +49,9 @@ def _same(batch, i, m):
 
 
 @pytest.mark.parametrize("divisors_only", [False, True])
-def test_random_candidates_agree(divisors_only):
+def test_random_candidates_score_as_alone(divisors_only):
+    """The cases a batch analyses are the union over its candidates; a candidate's numbers must
+    not depend on which others share its batch."""
     t = speed.template()
     s, o, c = speed.candidates(40, seed=7, divisors_only=divisors_only)
     for hw in (speed.HW, HwConfig(num_pes=1024, l1_size=1024, l2_size=2 * 10**6, noc_bw=256,
@@ -63,6 +69,7 @@ def test_random_candidates_agree(divisors_only):
 
 
 def test_gemm_template_with_edges():
+    """Non-divisor tiles on two levels of a GEMM: every edge case, in a batch and alone."""
     layer = make_layer("g", "GEMM", {"M": 100, "N": 70, "K": 90}, [])
     from compiler.costmodel_vec import MappingTemplate
     t = MappingTemplate(layer, (("T", "N"), ("S", "M"), ("T", "K"), ("C", ""), ("T", "N"),
@@ -79,17 +86,65 @@ def test_gemm_template_with_edges():
         _same(batch, i, evaluate_layer(_layer_of(t, sizes[i], offs[i], cl[i]), hw))
 
 
-@pytest.mark.skipif(not REF.is_dir(), reason="maestro-reference not available")
-def test_reference_mappings_agree():
-    hw = parse_hw_file(REF / "hw" / "edge.m")
-    n = 0
-    for f in sorted((REF / "mappings").glob("*.m"))[::3]:
-        try:
-            mdc = parse_mdc_file(f)
-            m = evaluate_layer(mdc.layers[0], hw, constants=mdc.constant_map())
-        except MapcError:
-            continue
-        t, s, o, c = template_from_layer(mdc.layers[0], mdc.constant_map())
-        _same(evaluate_batch(t, s, o, c, hw), 0, m)
-        n += 1
-    assert n > 20
+GEMM_OS = """Network n {
+  Layer g {
+    Type: GEMM
+    Dimensions { M: 16, N: 8, K: 8 }
+    Dataflow { SpatialMap(1,1) M; TemporalMap(8,8) N; TemporalMap(8,8) K; }
+  }
+}
+"""
+
+
+def _target_file(tmp_path, macs: int, energy: str) -> Path:
+    text = (ROOT / "targets" / "edge.yaml").read_text()
+    text = text.replace("macs_per_pe_per_cycle: 1", f"macs_per_pe_per_cycle: {macs}")
+    text = "\n".join(f"energy: {energy}" if l.startswith("energy:") else l
+                      for l in text.splitlines())
+    path = tmp_path / f"t{macs}.yaml"
+    path.write_text(text.replace("name: edge", f"name: t{macs}"))
+    return path
+
+
+def test_target_macs_per_pe_and_energy(tmp_path):
+    """Each PE computes its 64 MACs per step at ``macs_per_pe_per_cycle``, and the energy weighs
+    the access counts with the target's ``energy`` block (not MAESTRO's 18.61/1.68/1)."""
+    layer = parse_mdc(GEMM_OS).layers[0]
+    base = evaluate_layer(layer, hw_from_target(load_target("edge")))
+    assert (base.macs, base.compute_delay_cycles) == (1024, 64)
+    l2 = sum(base.l2_reads.values()) + sum(base.l2_writes.values())
+    l1 = sum(base.l1_reads.values()) + sum(base.l1_writes.values())
+    assert base.energy_mac_units == pytest.approx(18.61 * l2 + 1.68 * l1 + 1024)
+    for macs, compute in ((2, 32), (3, 22)):
+        path = _target_file(tmp_path, macs, "{mac: 2.5, l1_access: 3.0, l2_access: 40.0}")
+        hw = hw_from_target(load_target(str(path)))
+        assert (hw.macs_per_pe, hw.energy.l2_access) == (macs, 40.0)
+        m = evaluate_layer(layer, hw)
+        assert m.compute_delay_cycles == compute and m.runtime_cycles < base.runtime_cycles
+        assert (m.macs, m.l1_elements, m.l2_elements) == (1024, base.l1_elements, base.l2_elements)
+        assert m.energy_mac_units == pytest.approx(40.0 * l2 + 3.0 * l1 + 2.5 * 1024)
+    mfile = tmp_path / "g.m"
+    mfile.write_text(GEMM_OS)
+    out = subprocess.run([sys.executable, "-m", "compiler.cli", "eval", str(mfile), "--target",
+                          str(path), "--json"], capture_output=True, text=True, check=True)
+    row = json.loads(out.stdout)["layers"][0]
+    assert row["compute_delay_cycles"] == 22
+    assert row["energy_mac_units"] == pytest.approx(m.energy_mac_units)
+
+
+@pytest.mark.parametrize("with_y", [False, True])
+def test_primed_dim_without_window_is_refused(with_y):
+    """``Y'`` with no R directive at its level makes MAESTRO read an uninitialised window
+    size (mdc-format.md §3.3), also when Y is mapped there too: the model refuses both, and the
+    checker reports S5 for both, not H4."""
+    extra = "TemporalMap(3,1) Y; " if with_y else ""
+    text = GEMM_OS.replace("Type: GEMM", "Type: CONV").replace(
+        "Dimensions { M: 16, N: 8, K: 8 }", "Dimensions { K: 4, C: 4, R: 3, S: 3, Y: 8, X: 8 }"
+    ).replace("Dataflow { SpatialMap(1,1) M; TemporalMap(8,8) N; TemporalMap(8,8) K; }",
+              "Dataflow { SpatialMap(1,1) K; TemporalMap(4,4) C; TemporalMap(Sz(S),Sz(S)) S; "
+              f"{extra}TemporalMap(1,1) Y'; TemporalMap(3,1) X; }}")
+    layer = parse_mdc(text).layers[0]
+    with pytest.raises(MapcError, match="without an explicit R directive"):
+        evaluate_layer(layer, HwConfig(num_pes=16))
+    rules = {v.rule for v in check_layer(layer, HwConfig(num_pes=16))}
+    assert "S5" in rules and "H4" not in rules

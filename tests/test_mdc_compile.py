@@ -7,7 +7,7 @@ import math
 import pytest
 
 from compiler.checker import check_file, is_clean
-from compiler.costmodel import evaluate_file
+from compiler.costmodel_vec import evaluate_file
 from compiler.mdc import parse_hw_file, parse_mdc_file
 from conftest import SMALL_TARGET
 

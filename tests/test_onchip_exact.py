@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from compiler.context import Options
-from compiler.costmodel import evaluate_layer, runtime_counts_every_mac
+from compiler.costmodel_vec import evaluate_layer, runtime_counts_every_mac
 from compiler.mdc_lowering import MdcView, build_layer, chiplet_hw, chiplet_op
 from compiler.mdc_scoring import score_choices
 from compiler.onchip_space import whole_space

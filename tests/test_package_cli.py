@@ -102,7 +102,7 @@ def test_bad_schedules_and_workloads_are_one_line_errors(files, write, tmp_path,
     bad = write("bad.yaml", "name: bad\nmodels:\n  - {include: cnn.yaml, weight: 2, fps: 30}\n")
     code, _, err = run_cli("compile", bad, "-t", "chiplet4", "-o", out)
     assert code == 2 and "bad.yaml" in err and "not both" in err and err.count("\n") == 1
-    code, _, err = run_cli("compile", files / "cnn.yaml", "-t", "chiplet4-hetero", "-o", out, "--schedule", "lockstep")
+    code, _, err = run_cli("compile", files / "cnn.yaml", "-t", "chiplet4_hetero", "-o", out, "--schedule", "lockstep")
     assert code == 0, err
     code, _, err = run_cli("compile", str(files / "cnn.yaml").replace("cnn.yaml", "../x.yaml"), "-t", "chiplet4",
                            "-o", out)
@@ -110,7 +110,7 @@ def test_bad_schedules_and_workloads_are_one_line_errors(files, write, tmp_path,
 
 
 def test_hetero_package_prices_each_kind(files):
-    pc = compile_package(files / "mlp.yaml", load_target("chiplet4-hetero"), Options(), timings=False)
+    pc = compile_package(files / "mlp.yaml", load_target("chiplet4_hetero"), Options(), timings=False)
     assert pc.problem.package.kinds == ("nvdla", "nvdla", "flex", "flex")
     assert {(kind, k) for _, kind, k in pc.results} == {(kd, k) for kd in ("nvdla", "flex") for k in (1, 2, 4)}
     layer = pc.problem.chains[0].layers[0]
