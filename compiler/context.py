@@ -121,6 +121,7 @@ class Context:
     source_op: Op | None = None          # the op as written, when a lowering replaced ctx.op
     mdc_form: MdcForm | None = None
     offchip_hints: OffchipHints | None = None
+    decomposition: Any = None            # MDC: the plans tried to write the op as MDC layers
     offchip: OffchipSchedule | None = None
     onchip: OnchipResult | None = None
     lowered: Union[MdcOutput, GemmResult, GemmLowering, None] = None

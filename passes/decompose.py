@@ -1,0 +1,200 @@
+"""Pass ``decompose``: write an op MDC cannot hold in one layer as MDC layers that add up to it.
+
+Reads:    ``ctx.op``, ``ctx.mdc_form`` (None when conformance found only problems this pass
+          rewrites), the target, ``ctx.options.objective``.
+Decides:  the plans (:mod:`compiler.decomposition`) that write the op as parts accumulating into
+          its output, and which of them runs fastest (by ``--objective``) when each part is
+          compiled by the rest of the MDC pipeline (:data:`PART_PASSES`):
+          * as written, when MDC holds it and its whole filter fits a PE's L1;
+          * ``phases`` of every strided or dilated window (stride-1 parts on sub-sampled views,
+            so MAESTRO's one-row-per-step limit on strided layers goes away);
+          * ``gemm`` for non-overlapping windows (kernel = stride);
+          * ``taps``: filter tap groups when the whole filter does not fit L1 (the largest groups
+            that fit, and equal groups), or one part per tap of a scattered output;
+          * ``split-<dim>``: the taps of one of three window axes (one plan per axis).
+          Parts that still have a dilated window are split into phases, and parts whose filter
+          does not fit into tap groups.  Identical parts are compiled once.
+Leaves:   ``ctx.decomposition`` (the plans tried, their runtimes); when a plan of several parts
+          wins, also ``ctx.lowered`` (one ``.m`` with a layer per part, metrics of the whole,
+          see :mod:`compiler.mdc_parts`), the artefacts and stage LOWERED, so the per-op passes
+          after this one do not run.  When the op as written wins, they run on it as usual.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+
+from compiler.context import Context, Stage
+from compiler.decomposition import (Part, Plan, as_gemm, assert_exact, axis_split, filter_split, phase_windows,
+                                    phases, root, scatter_taps)
+from compiler.errors import ConformanceError, InfeasibleError, MapcError
+from compiler.ir import Op
+from compiler.mdc_lowering import MdcView, chiplet_hw
+from compiler.mdc_parts import Decomposition, combine, plan_cost
+from compiler.onchip_space import l1_footprint
+from passes import conformance, mdc_emit, mdc_limits, offchip, onchip
+from passes.conformance import conform
+from passes.mdc_emit import MdcOutput, bounds
+from passes.onchip import objective_key
+
+# The per-op MDC passes, run on each distinct part (the same ones the pipeline runs on a whole op).
+PART_PASSES = (conformance.run, mdc_limits.run, offchip.run, onchip.run, mdc_emit.run)
+
+
+def fits(op: Op, target) -> bool:
+    """MDC holds ``op`` in one layer and its whole filter (MAESTRO's R/S rule) fits a PE's L1."""
+    try:
+        form = conform(op)
+    except ConformanceError:
+        return False
+    if form is None:
+        return False
+    view = MdcView(op, form)
+    tile = {d: op.extent(d) if view.mdc_dim(d) in ("R", "S") else 1 for d in view.dims}
+    return l1_footprint(view, tile) <= chiplet_hw(target, op.output.element_bytes).l1_size
+
+
+def tap_groups(part: Part, target, equal: bool = False) -> dict[str, int] | None:
+    """Taps per group on each filter axis so that a group fits L1: the most rows (whole
+    columns) that fit, else single rows and the most columns; ``equal``: only group sizes that
+    divide the axis (one part shape).  None when a single tap does not fit."""
+    op = part.op
+    filters = [w.filter_dim for w in sorted(op.reads[0].windows, key=lambda w: w.axis)
+               if w.filter_dim and op.extent(w.filter_dim) > 1]
+    fixed: dict[str, int] = {}
+    for f in filters:
+        n = op.extent(f)
+        for g in range(n - 1, 0, -1):
+            if equal and n % g:
+                continue
+            if all(fits(p.op, target) for p in filter_split(part, {**fixed, f: g})[:2]):
+                return {**fixed, f: g}
+        fixed[f] = 1
+    return None
+
+
+def normalize(part: Part, target) -> list[Part] | None:
+    """``part`` rewritten until every piece is one MDC layer whose filter fits; None if a
+    piece cannot be made to fit."""
+    op = part.op
+    taps = next((t for sub in op.output.index if (t := conformance.scatter_taps(op, sub))), None)
+    if taps:
+        pieces = scatter_taps(part, taps)
+    elif len(op.reads[0].windows) > 2:
+        pieces = axis_split(part, min(w.axis for w in op.reads[0].windows if w.filter_dim))
+    elif phase_windows(op, dilated_only=True):
+        pieces = phases(part, dilated_only=True)
+    elif not fits(op, target):
+        groups = tap_groups(part, target)
+        if groups is None:
+            return None
+        return filter_split(part, groups)
+    else:
+        return [part]
+    out: list[Part] = []
+    for p in pieces:
+        more = normalize(p, target)
+        if more is None:
+            return None
+        out += more
+    return out
+
+
+def plans(op: Op, form, target) -> list[Plan]:
+    """The ways to write ``op`` worth compiling; empty when the op as written is the only one."""
+    whole = root(op)
+    found: list[tuple[str, list[Part] | None]] = []
+    if form is None:
+        wins = [w for w in op.reads[0].windows if w.filter_dim] if len(op.reads) == 2 else []
+        if len(op.reads[0].windows) > 2 and not any(conformance.scatter_taps(op, s) for s in op.output.index):
+            for w in wins:
+                found.append((f"split-{w.filter_dim}", _flat(axis_split(whole, w.axis), target)))
+        else:
+            kind = "phases" if phase_windows(op, dilated_only=True) else "taps"
+            found.append((kind, _flat(phases(whole), target) if kind == "phases" else normalize(whole, target)))
+    else:
+        whole_fits = fits(op, target)
+        if whole_fits:
+            found.append(("as-written", [whole]))
+        if phase_windows(op):
+            found.append(("phases", _flat(phases(whole), target)))
+        if (g := as_gemm(op)) is not None:
+            found.append(("gemm", [g]))
+        if not whole_fits:
+            for equal in (False, True):
+                groups = tap_groups(whole, target, equal)
+                found.append(("taps", filter_split(whole, groups) if groups else None))
+    out, seen = [], set()
+    for kind, parts in found:
+        key = tuple(_shape(p.op) + (str(p.embed),) for p in parts or ())
+        if parts and key not in seen:
+            seen.add(key)
+            out.append(Plan(kind, tuple(replace(p, op=replace(p.op, name=f"{op.name}_p{i}"))
+                                        for i, p in enumerate(parts))))
+    return [] if [p.kind for p in out] == ["as-written"] else out
+
+
+def _flat(parts: list[Part], target) -> list[Part] | None:
+    out: list[Part] = []
+    for p in parts:
+        more = normalize(p, target)
+        if more is None:
+            return None
+        out += more
+    return out
+
+
+def _shape(op: Op) -> tuple:
+    """What a part's compilation depends on (its name aside)."""
+    return (op.statement, tuple((d.name, d.extent) for d in op.dims), op.dtype,
+            tuple(t.element_bytes for t in op.tensors))
+
+
+def touched_elements(op: Op) -> int:
+    """Elements of all tensors the op touches (its compulsory DRAM traffic), counted by ISL."""
+    return sum(int(op.domain.apply(t.access).count_val().to_python()) for t in op.tensors)
+
+
+def compile_part(ctx: Context, op: Op) -> Context:
+    """Run :data:`PART_PASSES` on ``op`` in a fresh context of the same target and options."""
+    sub = Context(op_path=ctx.op_path, target=ctx.target, options=ctx.options, op=op, stage=Stage.PARSED)
+    for run_pass in PART_PASSES:
+        sub = run_pass(sub)
+    return sub
+
+
+def run(ctx: Context) -> Context:
+    """Compile every plan's distinct parts, keep the best plan."""
+    op = ctx.op
+    tried = plans(op, ctx.mdc_form, ctx.target)
+    if not tried:
+        if ctx.mdc_form is None:
+            raise InfeasibleError(f"{op.name} has no MDC form and no decomposition whose filter taps fit "
+                                  f"{ctx.target.name}'s L1", place="statement")
+        return ctx
+    compiled: dict[tuple, Context | MapcError] = {}
+    for plan in tried:
+        assert_exact(op, plan.parts)
+        for p in plan.parts:
+            key = _shape(p.op)
+            if key not in compiled:
+                try:
+                    compiled[key] = compile_part(ctx, p.op)
+                except MapcError as e:
+                    compiled[key] = e
+    costs = [plan_cost(op, plan, [compiled[_shape(p.op)] for p in plan.parts], ctx) for plan in tried]
+    ok = [i for i, c in enumerate(costs) if c.error is None]
+    if not ok:
+        raise next(c.error for c in costs)
+    objective = ctx.options.objective
+    best = min(ok, key=lambda i: (objective_key(costs[i].runtime_cycles, costs[i].energy_mac_units, objective),
+                                  len(tried[i].parts), i))
+    record = Decomposition(tried[best], tuple(zip(tried, costs)))
+    ctx = ctx.note_search("decompose", len(tried), None)
+    if tried[best].kind == "as-written":
+        return replace(ctx, decomposition=record)
+    parts = [compiled[_shape(p.op)] for p in tried[best].parts]
+    text, hw_text, metrics, layers = combine(ctx, tried[best], parts, costs[best])
+    lowered = MdcOutput(text, hw_text, metrics, bounds(ctx, touched_elements(op)), layers)
+    files = ((f"{op.name}.m", text), (f"{ctx.target.name}.hw.m", hw_text))
+    return replace(ctx, decomposition=record, lowered=lowered, artifacts=ctx.artifacts + files,
+                   stage=Stage.LOWERED)
