@@ -162,6 +162,14 @@ def filter_split(part: Part, groups: dict[str, int]) -> list[Part]:
     return parts
 
 
+def blocks(part: Part, dim: str, size: int) -> list[Part]:
+    """``dim`` in consecutive blocks of ``size`` (a dim every tensor it indexes has as a plain
+    axis), so that later parts can keep one block's partial sums on chip."""
+    op = part.op
+    return [_derive(part, _index_of(op), {**_dims_of(op), dim: min(size, op.extent(dim) - b0)},
+                    {dim: _affine(dim, 1, b0)}) for b0 in range(0, op.extent(dim), size)]
+
+
 def _fix(part: Part, fixed: dict[str, int], index: dict[str, Index], dims: dict[str, int],
          sub: dict[str, AffineIndex]) -> Part:
     """A part with the dims in ``fixed`` held at a value: each axis they index alone is dropped."""
@@ -222,7 +230,8 @@ def as_gemm(op: Op) -> Part | None:
         return None
     out, (inp, wgt) = op.output, op.reads
     wins = [w for w in inp.windows if w.filter_dim]
-    if not wins or any(w.dilation != 1 or op.extent(w.filter_dim) != w.stride for w in wins):
+    if (not wins or any(w.dilation != 1 or op.extent(w.filter_dim) != w.stride for w in wins)
+            or all(w.stride == 1 for w in wins)):      # 1x1 windows: a 1x1 conv, already one layer
         return None
     if any(len(i.terms) != 1 or i.terms[0][1] != 1 for t in (out, wgt) for i in t.index):
         return None

@@ -32,6 +32,7 @@ class PlanCost:
     dram_traffic_elements: int = 0
     partial_sum_rereads: int = 0        # output elements read back from DRAM between parts
     partial_sums_in_l2: bool = True
+    partial_sum_cycles: int = 0         # DRAM time of the re-reads, added to the parts' runtimes
     error: MapcError | None = None
 
     def report(self) -> dict:
@@ -39,7 +40,8 @@ class PlanCost:
             return {"error": str(self.error)}
         return {"runtime_cycles": self.runtime_cycles, "energy_mac_units": round(self.energy_mac_units, 2),
                 "dram_traffic_elements": self.dram_traffic_elements,
-                "partial_sum_rereads": self.partial_sum_rereads, "partial_sums_in_l2": self.partial_sums_in_l2}
+                "partial_sum_rereads": self.partial_sum_rereads, "partial_sums_in_l2": self.partial_sums_in_l2,
+                "partial_sum_cycles": self.partial_sum_cycles}
 
 
 @dataclass(frozen=True)
@@ -79,33 +81,37 @@ def _output_set(op: Op, part) -> isl.Set:
     return image.apply(access)
 
 
-def partial_sum_rereads(op: Op, plan: Plan) -> int:
-    """Output elements that a part adds to after an earlier part wrote them."""
-    seen, total = None, 0
+def partial_sum_rereads(op: Op, plan: Plan) -> list[tuple[int, int]]:
+    """Per part: output elements it adds to after an earlier part wrote them, and how many
+    output elements it writes."""
+    seen, out = None, []
     for part in plan.parts:
-        out = _output_set(op, part)
-        if seen is not None:
-            total += int(out.intersect(seen).count_val().to_python())
-        seen = out if seen is None else seen.union(out)
-    return total
+        written = _output_set(op, part)
+        again = 0 if seen is None else int(written.intersect(seen).count_val().to_python())
+        out.append((again, int(written.count_val().to_python())))
+        seen = written if seen is None else seen.union(written)
+    return out
 
 
 def plan_cost(op: Op, plan: Plan, compiled: list, ctx) -> PlanCost:
-    """The cost of ``plan`` given each part's compiled context (or the error it raised)."""
+    """The cost of ``plan`` given each part's compiled context (or the error it raised).  A
+    part's partial sums stay in L2 when the output elements it writes and the largest part's L2
+    tiles fit L2 together (the previous part left them there); otherwise it reads them back."""
     failed = next((c for c in compiled if isinstance(c, MapcError)), None)
     if failed is not None:
         return PlanCost(error=failed)
     metrics = [c.lowered.metrics for c in compiled]
     target = ctx.target
-    reread = partial_sum_rereads(op, plan) if len(plan.parts) > 1 else 0
-    l2 = hw_from_target(target, op.output.element_bytes).l2_size
-    in_l2 = op.output.size + max(m["l2_elements"] for m in metrics) <= l2
-    extra = 0 if in_l2 else reread
+    per_part = partial_sum_rereads(op, plan) if len(plan.parts) > 1 else [(0, 0)]
+    room = hw_from_target(target, op.output.element_bytes).l2_size - max(m["l2_elements"] for m in metrics)
+    reread = sum(r for r, _ in per_part)
+    extra = sum(r for r, written in per_part if written > room)
+    cycles = math.ceil(extra / target.offchip_bw)
     return PlanCost(
-        runtime_cycles=sum(m["runtime_cycles"] for m in metrics) + math.ceil(extra / target.offchip_bw),
+        runtime_cycles=sum(m["runtime_cycles"] for m in metrics) + cycles, partial_sum_cycles=cycles,
         energy_mac_units=sum(m["energy_mac_units"] for m in metrics) + extra * target.energy.l2_access,
         dram_traffic_elements=sum(m["dram_traffic_elements"] for m in metrics) + extra,
-        partial_sum_rereads=reread, partial_sums_in_l2=in_l2)
+        partial_sum_rereads=reread, partial_sums_in_l2=extra == 0)
 
 
 def combine(ctx, plan: Plan, compiled: list, cost: PlanCost) -> tuple[str, str, dict, int]:
@@ -146,5 +152,6 @@ def combine(ctx, plan: Plan, compiled: list, cost: PlanCost) -> tuple[str, str, 
         "macs": macs,
         "chiplets_used": max(m["chiplets_used"] for m in metrics),
         "parts": len(plan.parts),
+        "partial_sum_cycles": cost.partial_sum_cycles,
     }
     return text, hw_text, out, len(layers)

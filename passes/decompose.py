@@ -24,8 +24,8 @@ from __future__ import annotations
 from dataclasses import replace
 
 from compiler.context import Context, Stage
-from compiler.decomposition import (Part, Plan, as_gemm, assert_exact, axis_split, filter_split, phase_windows,
-                                    phases, root, scatter_taps)
+from compiler.decomposition import (Part, Plan, as_gemm, assert_exact, axis_split, blocks, filter_split,
+                                    phase_windows, phases, root, scatter_taps)
 from compiler.errors import ConformanceError, InfeasibleError, MapcError
 from compiler.ir import Op
 from compiler.mdc_lowering import MdcView, chiplet_hw
@@ -115,10 +115,16 @@ def plans(op: Op, form, target) -> list[Plan]:
         whole_fits = fits(op, target)
         if whole_fits:
             found.append(("as-written", [whole]))
-        if phase_windows(op):
+        gemm = as_gemm(op)
+        if gemm is not None:    # its phases would be one 1x1 layer per tap
+            found.append(("gemm", [gemm]))
+        elif phase_windows(op):
             found.append(("phases", _flat(phases(whole), target)))
-        if (g := as_gemm(op)) is not None:
-            found.append(("gemm", [g]))
+            block = _block(op, target)
+            if block is not None:
+                dim, size = block
+                found.append((f"phases-by-{dim}",
+                              _flat([q for b in blocks(whole, dim, size) for q in phases(b)], target)))
         if not whole_fits:
             for equal in (False, True):
                 groups = tap_groups(whole, target, equal)
@@ -131,6 +137,25 @@ def plans(op: Op, form, target) -> list[Plan]:
             out.append(Plan(kind, tuple(replace(p, op=replace(p.op, name=f"{op.name}_p{i}"))
                                         for i, p in enumerate(parts))))
     return [] if [p.kind for p in out] == ["as-written"] else out
+
+
+def _block(op: Op, target) -> tuple[str, int] | None:
+    """A dim and block size whose output block takes at most half of L2, so that the phases of
+    one block keep their partial sums there; None when the whole output already does."""
+    out = op.output
+    half = chiplet_hw(target, out.element_bytes).l2_size // 2
+    if out.size <= half:
+        return None
+    wins = {w.out_dim for w in op.reads[0].windows}
+    plain = [d for d in out.dims if d not in wins
+             and all(i.dims != (d,) or i.terms == ((d, 1),) for t in op.tensors for i in t.index)
+             and all(d not in i.dims or i.dims == (d,) for t in op.tensors for i in t.index)]
+    for d in sorted(plain, key=lambda d: -op.extent(d)):
+        rest = out.size // op.extent(d)
+        size = max((b for b in range(1, op.extent(d)) if op.extent(d) % b == 0 and b * rest <= half), default=0)
+        if size:
+            return d, size
+    return None
 
 
 def _flat(parts: list[Part], target) -> list[Part] | None:
