@@ -48,17 +48,19 @@ def section(rows: list[dict], seconds: float) -> str:
              "its `.m` (one layer per part) run in MAESTRO. *mapc* is the parts' runtime (the "
              "report's `runtime_cycles` minus `partial_sum_cycles`, mapc's own estimate of "
              "re-reading partial sums between parts).", "",
-             "| op | target | plan | layers | MACs MAESTRO = op | MAESTRO runtime | mapc | diff | partial-sum cycles |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| op | target | plan | layers | MACs MAESTRO = op | MAESTRO runtime | mapc | diff | partial-sum cycles "
+             "| MAESTRO's buffer / BW analysis |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         if "error" in r:
-            lines.append(f"| {r['layer']} | {r['target']} | | | {r['error']} | | | | |")
+            lines.append(f"| {r['layer']} | {r['target']} | | | {r['error']} | | | | | |")
             continue
         exact = "=" if r["maestro_macs"] == r["macs"] else "**≠**"
         diff = r["maestro_runtime"] - r["mapc_runtime"]
         lines.append(f"| {r['layer']} | {r['target']} | {r['plan']} | {r['layers']} | "
                      f"{r['maestro_macs']:,} {exact} {r['macs']:,} | {r['maestro_runtime']:,} | "
-                     f"{r['mapc_runtime']:,} | {diff:+,} | {r['partial_sum_cycles']:,} |")
+                     f"{r['mapc_runtime']:,} | {diff:+,} | {r['partial_sum_cycles']:,} | "
+                     f"{'PASS' if r['buffer_pass'] else 'FAIL'} / {'PASS' if r['bw_pass'] else 'FAIL'} |")
     return "\n".join(lines) + "\n"
 
 

@@ -90,13 +90,7 @@ def normalize(part: Part, target) -> list[Part] | None:
         return filter_split(part, groups)
     else:
         return [part]
-    out: list[Part] = []
-    for p in pieces:
-        more = normalize(p, target)
-        if more is None:
-            return None
-        out += more
-    return out
+    return _flat(pieces, target)
 
 
 def plans(op: Op, form, target) -> list[Plan]:
@@ -159,6 +153,7 @@ def _block(op: Op, target) -> tuple[str, int] | None:
 
 
 def _flat(parts: list[Part], target) -> list[Part] | None:
+    """Every part normalized, in order; None if one cannot be."""
     out: list[Part] = []
     for p in parts:
         more = normalize(p, target)
