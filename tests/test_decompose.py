@@ -3,6 +3,7 @@ its MACs exactly once (ISL), and compile on edge and cloud into checker-clean fi
 as MAESTRO counts them, add up to the op's."""
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -208,3 +209,17 @@ def test_stem_plans_on_edge_are_all_exact():
     assert {p.kind for p in tried} == {"phases", "taps"}        # the whole 7x7 filter does not fit
     for plan in tried:
         _check(op, plan.parts)
+
+
+def test_mapc_check_passes_the_written_file(write, run_cli, tmp_path):
+    """Through the CLI: the report lists the parts, and ``mapc check`` accepts the ``.m`` they make."""
+    op = write("dil.yaml", "name: dil\nstatement: O[n,k,p,q] += I[n,c,p+2*r,q+2*s] * W[k,c,r,s]\n"
+                           "dims: {n: 1, k: 16, c: 8, p: 8, q: 8, r: 3, s: 3}\n")
+    code, _, err = run_cli("compile", op, "--target", "edge", "-o", tmp_path / "o")
+    assert code == 0, err
+    report = json.loads((tmp_path / "o" / "dil.report.json").read_text())
+    parts = report["decomposition"]["parts"]
+    assert report["decomposition"]["plan"] == "phases" and sum(p["macs"] for p in parts) == report["macs"]
+    assert parts[3]["original_elements"]["O"] == "O[n,k,2*p+1,2*q+1]"
+    code, out, err = run_cli("check", tmp_path / "o" / "dil.m", "--target", "edge")
+    assert code == 0 and out.strip().endswith("ok"), out + err
