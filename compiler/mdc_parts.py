@@ -33,15 +33,20 @@ class PlanCost:
     partial_sum_rereads: int = 0        # output elements read back from DRAM between parts
     partial_sums_in_l2: bool = True
     partial_sum_cycles: int = 0         # DRAM time of the re-reads, added to the parts' runtimes
+    lower_bound_cycles: int = 0         # see lower_bound(); a plan whose bound is no better is not compiled
     error: MapcError | None = None
+    skipped: bool = False
 
     def report(self) -> dict:
+        if self.skipped:
+            return {"lower_bound_cycles": self.lower_bound_cycles, "skipped": "its lower bound is no better "
+                    "than a plan already compiled"}
         if self.error is not None:
             return {"error": str(self.error)}
         return {"runtime_cycles": self.runtime_cycles, "energy_mac_units": round(self.energy_mac_units, 2),
                 "dram_traffic_elements": self.dram_traffic_elements,
                 "partial_sum_rereads": self.partial_sum_rereads, "partial_sums_in_l2": self.partial_sums_in_l2,
-                "partial_sum_cycles": self.partial_sum_cycles}
+                "partial_sum_cycles": self.partial_sum_cycles, "lower_bound_cycles": self.lower_bound_cycles}
 
 
 @dataclass(frozen=True)
@@ -60,7 +65,8 @@ class Decomposition:
     def pretty(self) -> str:
         lines = [f"decomposition: {self.chosen.kind} ({len(self.chosen.parts)} part(s))"]
         for p, c in self.tried:
-            cost = f"error: {c.error}" if c.error else f"{c.runtime_cycles:,} cycles"
+            cost = (f"not compiled (lower bound {c.lower_bound_cycles:,} cycles)" if c.skipped else
+                    f"error: {c.error}" if c.error else f"{c.runtime_cycles:,} cycles")
             lines.append(f"  plan {p.kind}: {len(p.parts)} part(s), {cost}")
         if len(self.chosen.parts) > 1:
             for part in self.chosen.parts:
@@ -93,25 +99,53 @@ def partial_sum_rereads(op: Op, plan: Plan) -> list[tuple[int, int]]:
     return out
 
 
-def plan_cost(op: Op, plan: Plan, compiled: list, ctx) -> PlanCost:
-    """The cost of ``plan`` given each part's compiled context (or the error it raised).  A
-    part's partial sums stay in L2 when the output elements it writes and the largest part's L2
-    tiles fit L2 together (the previous part left them there); otherwise it reads them back."""
+def touched_elements(op: Op) -> list[int]:
+    """Per tensor, the elements the op touches (its compulsory DRAM traffic), counted by ISL."""
+    return [int(op.domain.apply(t.access).count_val().to_python()) for t in op.tensors]
+
+
+def lower_bound(op: Op, plan: Plan, rereads: list[tuple[int, int]], target) -> int:
+    """Cycles no compilation of ``plan`` can beat under MAESTRO's model: per part, its MACs on
+    every PE, or its compulsory input+weight (or output) traffic at twice the off-chip bandwidth
+    (MAESTRO halves the per-step DRAM time; 0.9 for its per-step rounding), plus the partial-sum
+    re-reads of parts whose output cannot stay in L2 even beside empty tiles."""
+    pes = target.num_pes * target.num_chiplets * target.macs_per_pe
+    bw = target.offchip_bw
+    total, seen = 0, {}
+    for part in plan.parts:
+        key = (part.op.statement, tuple((d.name, d.extent) for d in part.op.dims))
+        if key not in seen:
+            out, *reads = touched_elements(part.op)
+            seen[key] = max(math.ceil(part.op.macs / pes), int(0.9 * max(sum(reads), out) / (2 * bw)))
+        total += seen[key]
+    l2 = hw_from_target(target, op.output.element_bytes).l2_size
+    return total + math.ceil(sum(r for r, written in rereads if written > l2) / bw)
+
+
+def plan_rereads(op: Op, plan: Plan) -> list[tuple[int, int]]:
+    """:func:`partial_sum_rereads`, or none for a single part."""
+    return partial_sum_rereads(op, plan) if len(plan.parts) > 1 else [(0, 0)]
+
+
+def plan_cost(op: Op, compiled: list, rereads: list[tuple[int, int]], bound: int, ctx) -> PlanCost:
+    """The cost of a plan given each part's compiled context (or the error it raised) and its
+    partial-sum re-reads.  A part's partial sums stay in L2 when the output elements it writes
+    and the largest part's L2 tiles fit L2 together (the previous part left them there);
+    otherwise it reads them back."""
     failed = next((c for c in compiled if isinstance(c, MapcError)), None)
     if failed is not None:
-        return PlanCost(error=failed)
+        return PlanCost(error=failed, lower_bound_cycles=bound)
     metrics = [c.lowered.metrics for c in compiled]
     target = ctx.target
-    per_part = partial_sum_rereads(op, plan) if len(plan.parts) > 1 else [(0, 0)]
     room = hw_from_target(target, op.output.element_bytes).l2_size - max(m["l2_elements"] for m in metrics)
-    reread = sum(r for r, _ in per_part)
-    extra = sum(r for r, written in per_part if written > room)
+    reread = sum(r for r, _ in rereads)
+    extra = sum(r for r, written in rereads if written > room)
     cycles = math.ceil(extra / target.offchip_bw)
     return PlanCost(
         runtime_cycles=sum(m["runtime_cycles"] for m in metrics) + cycles, partial_sum_cycles=cycles,
         energy_mac_units=sum(m["energy_mac_units"] for m in metrics) + extra * target.energy.l2_access,
         dram_traffic_elements=sum(m["dram_traffic_elements"] for m in metrics) + extra,
-        partial_sum_rereads=reread, partial_sums_in_l2=extra == 0)
+        partial_sum_rereads=reread, partial_sums_in_l2=extra == 0, lower_bound_cycles=bound)
 
 
 def combine(ctx, plan: Plan, compiled: list, cost: PlanCost) -> tuple[str, str, dict, int]:

@@ -7,13 +7,18 @@ Decides:  the plans (:mod:`compiler.decomposition`) that write the op as parts a
           compiled by the rest of the MDC pipeline (:data:`PART_PASSES`):
           * as written, when MDC holds it and its whole filter fits a PE's L1;
           * ``phases`` of every strided or dilated window (stride-1 parts on sub-sampled views,
-            so MAESTRO's one-row-per-step limit on strided layers goes away);
+            so MAESTRO's one-row-per-step limit on strided layers goes away), and
+            ``phases-by-<dim>``: the same per block of an output dim the input shares (a
+            depthwise conv's channels), so that one block's partial sums stay in L2;
           * ``gemm`` for non-overlapping windows (kernel = stride);
           * ``taps``: filter tap groups when the whole filter does not fit L1 (the largest groups
             that fit, and equal groups), or one part per tap of a scattered output;
           * ``split-<dim>``: the taps of one of three window axes (one plan per axis).
           Parts that still have a dilated window are split into phases, and parts whose filter
-          does not fit into tap groups.  Identical parts are compiled once.
+          does not fit into tap groups.  Identical parts are compiled once, plans in the order of
+          a lower bound on their runtime (:func:`compiler.mdc_parts.lower_bound`); for
+          ``--objective latency`` a plan whose bound is no better than a compiled plan is not
+          compiled.
 Leaves:   ``ctx.decomposition`` (the plans tried, their runtimes); when a plan of several parts
           wins, also ``ctx.lowered`` (one ``.m`` with a layer per part, metrics of the whole,
           see :mod:`compiler.mdc_parts`), the artefacts and stage LOWERED, so the per-op passes
@@ -29,12 +34,15 @@ from compiler.decomposition import (Part, Plan, as_gemm, assert_exact, axis_spli
 from compiler.errors import ConformanceError, InfeasibleError, MapcError
 from compiler.ir import Op
 from compiler.mdc_lowering import MdcView, chiplet_hw
-from compiler.mdc_parts import Decomposition, combine, plan_cost
+from compiler.mdc_parts import (Decomposition, PlanCost, combine, lower_bound, plan_cost, plan_rereads,
+                                touched_elements)
 from compiler.onchip_space import l1_footprint
 from passes import conformance, mdc_emit, mdc_limits, offchip, onchip
 from passes.conformance import conform
 from passes.mdc_emit import MdcOutput, bounds
 from passes.onchip import objective_key
+
+MAX_BLOCKS = 32          # blocks of a blocked-phases plan (each block is one part per phase)
 
 # The per-op MDC passes, run on each distinct part (the same ones the pipeline runs on a whole op).
 PART_PASSES = (conformance.run, mdc_limits.run, offchip.run, onchip.run, mdc_emit.run)
@@ -134,20 +142,21 @@ def plans(op: Op, form, target) -> list[Plan]:
 
 
 def _block(op: Op, target) -> tuple[str, int] | None:
-    """A dim and block size whose output block takes at most half of L2, so that the phases of
-    one block keep their partial sums there; None when the whole output already does."""
+    """A dim of the output and the input (blocks then read disjoint inputs) and a block size whose
+    output block takes at most half of L2, so that the phases of one block keep their partial
+    sums there; None when the whole output already does, or it takes over MAX_BLOCKS blocks."""
     out = op.output
     half = chiplet_hw(target, out.element_bytes).l2_size // 2
     if out.size <= half:
         return None
     wins = {w.out_dim for w in op.reads[0].windows}
-    plain = [d for d in out.dims if d not in wins
+    plain = [d for d in out.dims if d not in wins and d in op.reads[0].dims
              and all(i.dims != (d,) or i.terms == ((d, 1),) for t in op.tensors for i in t.index)
              and all(d not in i.dims or i.dims == (d,) for t in op.tensors for i in t.index)]
     for d in sorted(plain, key=lambda d: -op.extent(d)):
         rest = out.size // op.extent(d)
         size = max((b for b in range(1, op.extent(d)) if op.extent(d) % b == 0 and b * rest <= half), default=0)
-        if size:
+        if size and op.extent(d) // size <= MAX_BLOCKS:
             return d, size
     return None
 
@@ -169,11 +178,6 @@ def _shape(op: Op) -> tuple:
             tuple(t.element_bytes for t in op.tensors))
 
 
-def touched_elements(op: Op) -> int:
-    """Elements of all tensors the op touches (its compulsory DRAM traffic), counted by ISL."""
-    return sum(int(op.domain.apply(t.access).count_val().to_python()) for t in op.tensors)
-
-
 def compile_part(ctx: Context, op: Op) -> Context:
     """Run :data:`PART_PASSES` on ``op`` in a fresh context of the same target and options."""
     sub = Context(op_path=ctx.op_path, target=ctx.target, options=ctx.options, op=op, stage=Stage.PARSED)
@@ -183,7 +187,8 @@ def compile_part(ctx: Context, op: Op) -> Context:
 
 
 def run(ctx: Context) -> Context:
-    """Compile every plan's distinct parts, keep the best plan."""
+    """Compile the plans in order of their lower bounds (skipping, for latency, those whose bound
+    is no better than a plan already compiled), keep the best."""
     op = ctx.op
     tried = plans(op, ctx.mdc_form, ctx.target)
     if not tried:
@@ -191,8 +196,17 @@ def run(ctx: Context) -> Context:
             raise InfeasibleError(f"{op.name} has no MDC form and no decomposition whose filter taps fit "
                                   f"{ctx.target.name}'s L1", place="statement")
         return ctx
+    objective = ctx.options.objective
+    rereads = [plan_rereads(op, plan) for plan in tried]
+    bounds_ = [lower_bound(op, plan, r, ctx.target) for plan, r in zip(tried, rereads)]
     compiled: dict[tuple, Context | MapcError] = {}
-    for plan in tried:
+    costs: list[PlanCost | None] = [None] * len(tried)
+    fastest = None
+    for i in sorted(range(len(tried)), key=lambda i: (bounds_[i], i)):
+        plan = tried[i]
+        if objective == "latency" and fastest is not None and bounds_[i] >= fastest:
+            costs[i] = PlanCost(lower_bound_cycles=bounds_[i], skipped=True)
+            continue
         assert_exact(op, plan.parts)
         for p in plan.parts:
             key = _shape(p.op)
@@ -201,11 +215,13 @@ def run(ctx: Context) -> Context:
                     compiled[key] = compile_part(ctx, p.op)
                 except MapcError as e:
                     compiled[key] = e
-    costs = [plan_cost(op, plan, [compiled[_shape(p.op)] for p in plan.parts], ctx) for plan in tried]
-    ok = [i for i, c in enumerate(costs) if c.error is None]
+        costs[i] = plan_cost(op, [compiled[_shape(p.op)] for p in plan.parts], rereads[i], bounds_[i], ctx)
+        if costs[i].error is None:
+            runtime = costs[i].runtime_cycles
+            fastest = runtime if fastest is None else min(fastest, runtime)
+    ok = [i for i, c in enumerate(costs) if c.error is None and not c.skipped]
     if not ok:
-        raise next(c.error for c in costs)
-    objective = ctx.options.objective
+        raise next(c.error for c in costs if c.error is not None)
     best = min(ok, key=lambda i: (objective_key(costs[i].runtime_cycles, costs[i].energy_mac_units, objective),
                                   len(tried[i].parts), i))
     record = Decomposition(tried[best], tuple(zip(tried, costs)))
@@ -214,7 +230,7 @@ def run(ctx: Context) -> Context:
         return replace(ctx, decomposition=record)
     parts = [compiled[_shape(p.op)] for p in tried[best].parts]
     text, hw_text, metrics, layers = combine(ctx, tried[best], parts, costs[best])
-    lowered = MdcOutput(text, hw_text, metrics, bounds(ctx, touched_elements(op)), layers)
+    lowered = MdcOutput(text, hw_text, metrics, bounds(ctx, sum(touched_elements(op))), layers)
     files = ((f"{op.name}.m", text), (f"{ctx.target.name}.hw.m", hw_text))
     return replace(ctx, decomposition=record, lowered=lowered, artifacts=ctx.artifacts + files,
                    stage=Stage.LOWERED)
