@@ -223,3 +223,16 @@ def test_mapc_check_passes_the_written_file(write, run_cli, tmp_path):
     assert parts[3]["original_elements"]["O"] == "O[n,k,2*p+1,2*q+1]"
     code, out, err = run_cli("check", tmp_path / "o" / "dil.m", "--target", "edge")
     assert code == 0 and out.strip().endswith("ok"), out + err
+
+
+def test_presets_write_the_documented_statements(write):
+    from compiler.frontend import load_op
+    up = load_op(write("up.yaml", "name: up\nkind: conv_transpose\n"
+                                  "params: {K: 4, C: 8, H: 5, W: 6, R: 3, S: 3, stride: 2}\n"))
+    assert up.statement == "O[n,k,2*h+r,2*w+s] += I[n,c,h,w] * W[c,k,r,s]"
+    assert up.output.extents == (1, 4, 2 * 4 + 3, 2 * 5 + 3) and up.macs == 4 * 8 * 5 * 6 * 9
+    v = load_op(write("v.yaml", "name: v\nkind: conv3d\n"
+                                "params: {K: 4, C: 2, D: 3, P: 5, Q: 5, T: 3, R: 3, S: 3, stride: 2}\n"))
+    assert v.statement == "O[n,k,d,p,q] += I[n,c,2*d+t,2*p+r,2*q+s] * W[k,c,t,r,s]"
+    assert v.tensor("I").extents == (1, 2, 7, 11, 11)
+    assert [p.kind for p in plans(v, conform(v), load_target("edge"))] == ["split-t", "split-r", "split-s"]
