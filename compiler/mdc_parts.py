@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import islpy as isl
 
 from .checker import check_file, is_clean
-from .costmodel import evaluate_file
+from .costmodel_vec import evaluate_file
 from .decomposition import Plan, coverage_map
 from .errors import MapcError
 from .ir import AffineIndex, Op
@@ -55,11 +55,13 @@ class Decomposition:
 
     chosen: Plan
     tried: tuple[tuple[Plan, PlanCost], ...]
+    mappings: tuple = ()                # per chosen part of several: its typed mapping (OpMapping)
 
     def report(self) -> dict:
         return {"decomposition": {
             "plan": self.chosen.kind,
-            "parts": [p.report() for p in self.chosen.parts] if len(self.chosen.parts) > 1 else [],
+            "parts": [{**p.report(), **(m.report() if m is not None else {})}
+                      for p, m in zip(self.chosen.parts, self.mappings)],
             "plans_tried": [{"plan": p.kind, "parts": len(p.parts), **c.report()} for p, c in self.tried]}}
 
     def pretty(self) -> str:

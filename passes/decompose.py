@@ -229,6 +229,7 @@ def run(ctx: Context) -> Context:
     if tried[best].kind == "as-written":
         return replace(ctx, decomposition=record)
     parts = [compiled[_shape(p.op)] for p in tried[best].parts]
+    record = replace(record, mappings=tuple(c.mapping for c in parts))
     text, hw_text, metrics, layers = combine(ctx, tried[best], parts, costs[best])
     lowered = MdcOutput(text, hw_text, metrics, bounds(ctx, sum(touched_elements(op))), layers)
     files = ((f"{op.name}.m", text), (f"{ctx.target.name}.hw.m", hw_text))

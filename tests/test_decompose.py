@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from compiler.checker import check_file, is_clean
-from compiler.costmodel import evaluate_file
+from compiler.costmodel_vec import evaluate_file
 from compiler.decomposition import (Part, as_gemm, assert_exact, axis_split, filter_split, phases, root,
                                     scatter_taps)
 from compiler.frontend import build_op
