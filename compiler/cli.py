@@ -230,24 +230,32 @@ def explain(op: Path, target: str, objective: str, backend: str | None, time_lim
               help="The model file to write (YAML; compile it with `mapc compile`).")
 @click.option("--dtype", type=click.Choice(sorted(DTYPE_BYTES)), default=None,
               help="Element type of every layer (default: the type of each node's input in the graph).")
-@click.option("--name", default=None, help="Model name (default: the graph's name or the file name).")
+@click.option("--name", default=None, help="Model name (default: the file name without .onnx).")
+@click.option("--allow-partial", is_flag=True,
+              help="Write the layers that import even if some MAC-carrying nodes cannot be imported "
+                   "(the model file's 'coverage' lists them).")
 @handle_errors
-def import_cmd(onnx_file: Path, out_file: Path, dtype: str | None, name: str | None) -> None:
-    """Import ONNX_FILE as a model file: one layer per Conv, Gemm and MatMul node.
+def import_cmd(onnx_file: Path, out_file: Path, dtype: str | None, name: str | None, allow_partial: bool) -> None:
+    """Import ONNX_FILE as a model file: one layer per MAC-carrying node.
 
-    Shapes come from ONNX shape inference (symbolic input dims are set to 1).  Other nodes are
-    skipped and summarised in one line on stderr; that is not an error."""
+    Conv (1-3 spatial axes), ConvTranspose, Gemm, MatMul, Einsum, LSTM, GRU and RNN become layers
+    (two per recurrent node: input and recurrent gate GEMMs).  Shapes come from ONNX shape
+    inference with constant folding (symbolic input dims are set to 1); weights are not read.
+    Nodes without MACs are summarised in one line on stderr.  A MAC-carrying node that cannot be
+    imported is an error naming it and its share of the MACs, unless --allow-partial."""
     from .onnx_import import import_onnx
 
     real = output_file(out_file)  # checked before the (possibly long) import
-    result = import_onnx(onnx_file, dtype=dtype, name=name)
+    result = import_onnx(onnx_file, dtype=dtype, name=name, allow_partial=allow_partial)
     write_all(real.parent, [(real.name, result.yaml_text())])
     note = result.skipped_line()
     if note:
         click.echo(f"mapc: import: {note}", err=True)
     kinds = Counter(layer.get("kind", "statement") for layer in result.layers)
+    cov = result.coverage()
     stdout.print(f"{result.name}: {len(result.layers)} layers ("
-                 + ", ".join(f"{k} x{n}" for k, n in kinds.most_common()) + f"); wrote {out_file}")
+                 + ", ".join(f"{k} x{n}" for k, n in kinds.most_common()) + f"), {cov['macs_imported']:,} "
+                 f"MACs ({100 * (cov['fraction'] or 0):.4g} % of the graph's); wrote {out_file}")
 
 
 @main.command()
