@@ -92,19 +92,25 @@ def main(debug: bool) -> None:
 @click.option("-j", "--jobs", type=click.IntRange(min=1), default=1, show_default=True,
               help="Model files: compile distinct layers in this many processes (same output for any N).")
 @click.option("--plot", is_flag=True, help="Model files: also write <model>.png (runtime vs roofline, utilisation).")
+@click.option("--keep-going", is_flag=True,
+              help="Model files: write every layer that compiled; model.report.json lists the failed ones "
+                   "under 'failed' and marks its totals incomplete.")
 @click.option("--no-timings", is_flag=True, help="Write 0 for wall times in reports (byte-identical reruns).")
 @handle_errors
 def compile(op: Path, target: str, out_dir: Path, objective: str, backend: str | None,
             dump_after: tuple[str, ...], stop_after: str | None, time_limit: float, offchip_slack: float,
             emit: str | None,
-            jobs: int, plot: bool, no_timings: bool) -> None:
+            jobs: int, plot: bool, keep_going: bool, no_timings: bool) -> None:
     """Compile operator file OP for a target and write the mapping and <op>.report.json.
 
     OP may also be a model file (a YAML file with a `layers` key, e.g. from `mapc import`): each
     distinct layer shape is compiled once (-j N processes) and OUT gets, per distinct layer,
     <layer>.report.json and the backend's files, plus model.report.json and model.report.csv
-    (per layer and totals weighted by repeat).  If any layer fails, every failure is printed
-    (one line each), nothing is written, and the exit code is 2 (1 if a layer hit an internal error).
+    (per layer and totals weighted by repeat).  On a target with several backends a layer the
+    first cannot take goes to the next.  If any layer fails, every failure is printed (one line
+    each), nothing is written, and the exit code is 2 (1 if a layer hit an internal error) --
+    unless --keep-going: then the compiled layers are written and the failures listed in the
+    model report.
     """
     tgt = load_target(target)
     check_out_dir(out_dir)
@@ -118,11 +124,12 @@ def compile(op: Path, target: str, out_dir: Path, objective: str, backend: str |
         check_pass_options(str(op), tgt, backend, None, (), None)
         _compile_model(op, tgt, Options(objective=objective, backend=backend, time_limit_s=time_limit,
                                 offchip_slack=offchip_slack),
-                       out_dir, jobs=jobs, plot=plot, timings=not no_timings)
+                       out_dir, jobs=jobs, plot=plot, timings=not no_timings, keep_going=keep_going)
         return
-    if plot or jobs > 1:
-        raise MapcError(f"{'--plot' if plot else '-j'} applies to model files (a YAML file with 'layers')",
-                        file=str(op), place="--plot" if plot else "--jobs")
+    for flag, place, given in (("--plot", "--plot", plot), ("-j", "--jobs", jobs > 1),
+                               ("--keep-going", "--keep-going", keep_going)):
+        if given:
+            raise MapcError(f"{flag} applies to model files (a YAML file with 'layers')", file=str(op), place=place)
     check_pass_options(str(op), tgt, backend, stop_after, dump_after, emit)
     ctx = run_pipeline(op, tgt, Options(objective=objective, backend=backend, time_limit_s=time_limit,
                                 offchip_slack=offchip_slack),
@@ -164,8 +171,8 @@ def check_pass_options(file: str, tgt, backend: str | None, stop_after: str | No
 
 
 def _compile_model(path: Path, tgt, options: Options, out_dir: Path, *, jobs: int, plot: bool,
-                   timings: bool) -> None:
-    """The model branch of `mapc compile`: all layers or nothing."""
+                   timings: bool, keep_going: bool) -> None:
+    """The model branch of `mapc compile`: all layers or nothing (or what compiled, --keep-going)."""
     from .model_compile import Progress, compile_model, table, write_outputs
 
     with Progress(f"compiling {path.name}") as progress:
@@ -175,14 +182,18 @@ def _compile_model(path: Path, tgt, options: Options, out_dir: Path, *, jobs: in
     if failures:
         internal = [r for r in failures if r.internal]
         for r in failures:
-            click.echo(f"mapc: error: layer {r.name}: {r.error}", err=True)
+            click.echo(f"mapc: {'warning' if keep_going else 'error'}: layer {r.name}: {r.error}", err=True)
             if r.internal and _debug():
                 click.echo(f"--- traceback of layer {r.name} ---\n{r.trace}", err=True, nl=False)
-        why = "" if not internal else (f" ({len(internal)} by an internal error of mapc"
-                                       + ("" if _debug() else "; --debug shows its traceback") + ")")
-        click.echo(f"mapc: error: {path}: {len(failures)} of {len(result.layers)} distinct layers failed"
-                   f"{why}; nothing written", err=True)
-        sys.exit(1 if internal else 2)
+        if keep_going:
+            click.echo(f"mapc: warning: {len(failures)} of {len(result.layers)} distinct layers failed; the "
+                       "model report lists them under 'failed' and its totals are incomplete", err=True)
+        else:
+            why = "" if not internal else (f" ({len(internal)} by an internal error of mapc"
+                                           + ("" if _debug() else "; --debug shows its traceback") + ")")
+            click.echo(f"mapc: error: {path}: {len(failures)} of {len(result.layers)} distinct layers failed"
+                       f"{why}; nothing written", err=True)
+            sys.exit(1 if internal else 2)
     png = None
     if plot:
         from .plots import model_png

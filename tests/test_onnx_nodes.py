@@ -5,6 +5,7 @@ worked out by hand in the comments and checked again through the model loader (t
 MAC count of each layer)."""
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -180,6 +181,11 @@ def test_unimportable_mac_nodes_are_an_error_unless_allowed(tmp_path, run_cli):
     assert cov == {"macs_imported": fc, "macs_graph": conv4d + fc, "fraction": round(fc / (conv4d + fc), 6),
                    "complete": False, "skipped": [{"node": "conv4d", "op": "Conv", "macs": conv4d,
                                                    "reason": "4 spatial axes"}]}
+    # ... and every model report says so
+    code, stdout, err = run_cli("compile", out, "--target", "edge", "-o", tmp_path / "out")
+    assert code == 0, err
+    assert json.loads((tmp_path / "out" / "model.report.json").read_text())["coverage"] == cov
+    assert f"imported {100 * fc / (conv4d + fc):.4g} % of the graph's MACs" in stdout
     # an unknown shape leaves the share unknown
     nodes = [helper.make_node("Foo", ["x"], ["u"], domain="custom"), helper.make_node("MatMul", ["u", "m"], ["y"])]
     graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 54])],
