@@ -1,15 +1,18 @@
 """Static shapes of an ONNX graph for ``mapc import``: read shapes, not weights.
 
-:func:`load_shapes` loads the file without external data, replaces every weight-sized
-initializer by a graph input that declares only its shape (so shape inference never copies the
-weights), sets symbolic input dims to 1, and then alternates ONNX shape inference (with data
-propagation) with a small constant folder.  The folder evaluates the integer tensors that
+:func:`load_shapes` reads the file's protobuf fields without the weights' bytes (:func:`skim`
+copies every field except the data of weight-sized initializers; external data is never
+opened), replaces each such initializer by a graph input that declares only its shape, sets
+symbolic input dims to 1, and then alternates ONNX shape inference (with data propagation) with
+a small constant folder.  The folder evaluates the integer tensors that
 exporters compute from shapes at run time (``Shape -> Gather -> Concat -> Reshape``, the pads of
 a ``Pad``, the sizes of a ``Resize``, the bounds of a ``Slice``) and turns each value it knows into
 an initializer, so that the next round of inference sees constants where the graph had
 computations.  It stops when a round folds nothing new.
 """
 from __future__ import annotations
+
+import mmap
 
 import numpy as np
 
@@ -41,6 +44,93 @@ def attrs(node) -> dict:
     return out
 
 
+# protobuf field numbers (onnx.proto): ModelProto.graph, GraphProto.initializer, TensorProto.dims
+_GRAPH, _INITIALIZER, _DIMS = 7, 5, 1
+# TensorProto fields that hold or locate the data: *_data, raw_data, external_data, data_location
+_DATA_FIELDS = {4, 5, 6, 7, 9, 10, 11, 13, 14}
+
+
+def _varint(buf, pos: int) -> tuple[int, int]:
+    result = shift = 0
+    while True:
+        byte = buf[pos]
+        pos += 1
+        result |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return result, pos
+        shift += 7
+
+
+def _encode_varint(value: int) -> bytes:
+    out = bytearray()
+    while value >= 0x80:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _fields(buf, start: int, end: int):
+    """``(field number, wire type, start of the field, start of its payload, end)`` per field."""
+    pos = start
+    while pos < end:
+        key, p = _varint(buf, pos)
+        wire = key & 7
+        if wire == 0:
+            q = _varint(buf, p)[1]
+        elif wire == 1:
+            q = p + 8
+        elif wire == 5:
+            q = p + 4
+        elif wire == 2:
+            n, p = _varint(buf, p)
+            q = p + n
+        else:
+            raise ValueError(f"protobuf wire type {wire}")
+        if q > end:
+            raise ValueError("truncated protobuf field")
+        yield key >> 3, wire, pos, p, q
+        pos = q
+
+
+def _length_field(number: int, payload: bytes) -> bytes:
+    return _encode_varint(number << 3 | 2) + _encode_varint(len(payload)) + payload
+
+
+def _packed(buf, p: int, q: int) -> list[int]:
+    out = []
+    while p < q:
+        value, p = _varint(buf, p)
+        out.append(value)
+    return out
+
+
+def _skim_tensor(buf, start: int, end: int) -> bytes:
+    """A TensorProto without its data when it holds more than :data:`SMALL` elements."""
+    dims, kept = [], []
+    for number, wire, pos, p, q in _fields(buf, start, end):
+        if number == _DIMS:
+            dims += [_varint(buf, p)[0]] if wire == 0 else _packed(buf, p, q)
+        if number not in _DATA_FIELDS:
+            kept.append(bytes(buf[pos:q]))
+    return b"".join(kept) if int(np.prod(dims, dtype=np.int64)) > SMALL else bytes(buf[start:end])
+
+
+def skim(path: str) -> bytes:
+    """The ModelProto bytes of ``path`` with the data of every weight-sized initializer left out
+    (through a memory map: the pages that hold only weights are never read)."""
+    with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as buf:
+        out = []
+        for number, _, pos, p, q in _fields(buf, 0, len(buf)):
+            if number != _GRAPH:
+                out.append(bytes(buf[pos:q]))
+                continue
+            graph = [_length_field(_INITIALIZER, _skim_tensor(buf, gp, gq)) if n == _INITIALIZER
+                     else bytes(buf[gpos:gq]) for n, _, gpos, gp, gq in _fields(buf, p, q)]
+            out.append(_length_field(_GRAPH, b"".join(graph)))
+        return b"".join(out)
+
+
 def _strip_weights(graph, onnx) -> None:
     """Move weight-sized initializers to graph inputs that declare only their shape."""
     inputs = {vi.name for vi in graph.input}
@@ -69,8 +159,8 @@ def load_shapes(path: str) -> tuple[object, list[str], list[str]]:
     """The model with weights stripped and shapes inferred; its symbolic dims; notes."""
     onnx = _onnx()
     try:
-        model = onnx.load(path, load_external_data=False)
-    except Exception as e:  # protobuf raises several types for a file that is not ONNX
+        model = onnx.load_model_from_string(skim(path))
+    except Exception as e:  # protobuf (or the skim) raises several types for a file that is not ONNX
         raise InputError(f"not a readable ONNX model ({e.__class__.__name__}: {e})", file=path) from None
     _strip_weights(model.graph, onnx)
     symbolic = fix_symbolic_inputs(model.graph)
@@ -112,7 +202,8 @@ def _fold(graph, onnx) -> int:
     from onnx import numpy_helper
 
     shapes, _ = declared_shapes(graph)
-    values = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    values = {i.name: numpy_helper.to_array(i) for i in graph.initializer
+              if i.data_location != onnx.TensorProto.EXTERNAL}
     keep, new_inits = [], []
     for node in graph.node:
         out = _evaluate(node, values, shapes)

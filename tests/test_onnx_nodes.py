@@ -17,6 +17,7 @@ from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 from compiler.errors import InputError  # noqa: E402
 from compiler.model import load_model  # noqa: E402
 from compiler.onnx_import import import_onnx, layer_macs  # noqa: E402
+from compiler.onnx_shapes import skim  # noqa: E402
 
 
 def _w(name: str, shape, dtype=np.float32):
@@ -225,3 +226,12 @@ def test_weights_are_not_read(tmp_path):
     r = import_onnx(path)
     assert r.layers[0]["params"] == {"N": 1, "K": 16, "C": 8, "P": 16, "Q": 16, "R": 3, "S": 3}
     assert r.macs_imported == math.prod((16, 16, 16, 8, 9))
+    # inline weights are skipped while reading: the skimmed model holds the graph and small constants
+    inline = _save(tmp_path, nodes + [helper.make_node("Reshape", ["y", "shape"], ["z"])], [("x", [1, 8, 16, 16])],
+                   [numpy_helper.from_array(np.ones((16, 8, 3, 3), np.float32), "w"), _i64("shape", [1, -1])],
+                   name="inline")
+    small = onnx.load_model_from_string(skim(str(inline)))
+    assert inline.stat().st_size > 4608 > 10 * small.ByteSize()
+    assert [(i.name, list(i.dims), len(i.raw_data)) for i in small.graph.initializer] == [("w", [16, 8, 3, 3], 0),
+                                                                                          ("shape", [2], 16)]
+    assert import_onnx(inline).layers == r.layers
