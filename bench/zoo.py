@@ -14,7 +14,7 @@ the cache directory, once.  Then, per model:
   count;
 * ``mapc compile MODEL --target T -j N --keep-going`` in a fresh process per target (cold wall
   time): distinct layers compiled / failed, parts created by decomposition (from each layer
-  report's ``parts``, 0 when a layer was not decomposed), runtime / roofline over the compiled
+  report's ``decomposition.parts``, none when a layer was not decomposed), runtime / roofline over the compiled
   layers, the compile CPU seconds and wall seconds.
 
 Prints the table and writes it, with the machine's load, to ``--out``.
@@ -91,11 +91,12 @@ def export(name: str, cache: Path, exporter: str) -> tuple[Path, float]:
     model = _builder(name)(weights=None, **kwargs).eval()
     start = time.perf_counter()
     tmp = path.with_suffix(".tmp")
-    with torch.no_grad():
-        if exporter == "dynamo":
-            torch.onnx.export(model, (torch.randn(*shape),), str(tmp), dynamo=True, external_data=False)
-        else:
-            torch.onnx.export(model, (torch.randn(*shape),), str(tmp), opset_version=17, dynamo=False)
+    # not under no_grad: there MultiheadAttention takes a fused fast path the TorchScript exporter
+    # cannot translate (aten::_native_multi_head_attention)
+    if exporter == "dynamo":
+        torch.onnx.export(model, (torch.randn(*shape),), str(tmp), dynamo=True, external_data=False)
+    else:
+        torch.onnx.export(model, (torch.randn(*shape),), str(tmp), opset_version=17, dynamo=False)
     tmp.rename(path)
     return path, time.perf_counter() - start
 
@@ -113,8 +114,7 @@ def compile_cold(model_yaml: Path, target: str, jobs: int) -> tuple[float, int, 
         for row in (report or {}).get("layers", []):
             if "report" in row:
                 layer = json.loads((Path(out) / row["report"]).read_text())
-                n = layer.get("parts")
-                parts += (len(n) if isinstance(n, list) else int(n or 0)) * row["repeat"]
+                parts += len((layer.get("decomposition") or {}).get("parts", [])) * row["repeat"]
     if report is None:
         print(f"  {model_yaml.stem} on {target}: mapc exited {proc.returncode}: {proc.stderr.strip()[-300:]}")
     return wall, proc.returncode, report, parts

@@ -107,10 +107,21 @@ def _axis(s: int, out: str, d: int, tap: str) -> str:
     return f"{_term(s, out)}+{_term(d, tap)}"
 
 
-def _spatial(x: tuple[int, ...], w: tuple[int, ...], a: dict):
-    rank = len(x) - 2
-    return (rank, list(a.get("strides", [1] * rank)), list(a.get("dilations", [1] * rank)),
-            list(a.get("pads", [0] * 2 * rank)), a.get("auto_pad", "NOTSET"))
+def _window_operands(node, g: "Shapes"):
+    """``(x, w, attributes, group, strides, dilations)`` of a Conv or ConvTranspose, or the reason
+    it cannot be imported."""
+    x, w = g.operands(node)
+    if x is None or w is None:
+        return "unknown shape"
+    if len(x) not in (3, 4, 5) or len(w) != len(x):
+        return f"{len(x) - 2} spatial axes"
+    a, rank = attrs(node), len(x) - 2
+    return x, w, a, int(a.get("group", 1)), list(a.get("strides", [1] * rank)), list(a.get("dilations", [1] * rank))
+
+
+def _one_row(*axes: list[int]) -> list[list[int]]:
+    """Per-axis lists of a 1-D window with a unit row in front (a 1-D conv is one row of a 2-D one)."""
+    return [[1] + list(v) for v in axes] if len(axes[0]) == 1 else [list(v) for v in axes]
 
 
 def _conv_out(size: int, k: int, s: int, d: int, pads: tuple[int, int], auto_pad: str) -> int:
@@ -128,23 +139,20 @@ _IN = {2: ("h", "w"), 3: ("d", "h", "w")}
 
 def conv(node, g: Shapes) -> list | str:
     """Conv (and its integer forms) with 1, 2 or 3 spatial axes."""
-    x, w = g.operands(node)
-    if x is None or w is None:
-        return "unknown shape"
-    if len(x) not in (3, 4, 5) or len(w) != len(x):
-        return f"{len(x) - 2} spatial axes"
-    a = attrs(node)
-    rank, strides, dilations, pads, auto = _spatial(x, w, a)
-    group = int(a.get("group", 1))
-    n, c, m, kernel = x[0], x[1], w[0], list(w[2:])
+    found = _window_operands(node, g)
+    if isinstance(found, str):
+        return found
+    x, w, a, group, strides, dilations = found
+    n, c, m, kernel, rank = x[0], x[1], w[0], list(w[2:]), len(x) - 2
     y = g.shape(node.output[0])
     if y is not None and len(y) == len(x):
         outs = list(y[2:])
     else:
-        outs = [_conv_out(x[2 + i], kernel[i], strides[i], dilations[i], (pads[i], pads[i + rank]), auto)
-                for i in range(rank)]
-    if rank == 1:  # a 1-D conv is a 2-D conv with one row
-        outs, kernel, strides, dilations, rank = [1] + outs, [1] + kernel, [1] + strides, [1] + dilations, 2
+        pads = list(a.get("pads", [0] * 2 * rank))
+        outs = [_conv_out(x[2 + i], kernel[i], strides[i], dilations[i], (pads[i], pads[i + rank]),
+                          a.get("auto_pad", "NOTSET")) for i in range(rank)]
+    outs, kernel, strides, dilations = _one_row(outs, kernel, strides, dilations)
+    rank = len(outs)
     if min(outs) < 1:
         return "empty output"
     kind = "conv2d" if group == 1 else "dwconv" if group == c == m else "gconv"
@@ -175,17 +183,13 @@ def conv(node, g: Shapes) -> list | str:
 
 def conv_transpose(node, g: Shapes) -> list | str:
     """ConvTranspose as a scatter: input pixel ``h`` meets tap ``r`` at output ``s*h + d*r``."""
-    x, w = g.operands(node)
-    if x is None or w is None:
-        return "unknown shape"
-    if len(x) not in (3, 4, 5) or len(w) != len(x):
-        return f"{len(x) - 2} spatial axes"
-    a = attrs(node)
-    rank, strides, dilations, _, _ = _spatial(x, w, a)
-    group = int(a.get("group", 1))
-    n, c, per_group, sizes, kernel = x[0], x[1], w[1], list(x[2:]), list(w[2:])
-    if rank == 1:
-        sizes, kernel, strides, dilations, rank = [1] + sizes, [1] + kernel, [1] + strides, [1] + dilations, 2
+    found = _window_operands(node, g)
+    if isinstance(found, str):
+        return found
+    x, w, _, group, strides, dilations = found
+    n, c, per_group = x[0], x[1], w[1]
+    sizes, kernel, strides, dilations = _one_row(x[2:], w[2:], strides, dilations)
+    rank = len(sizes)
     i, t = _IN[rank], _TAP[rank]
     win = ",".join(_axis(strides[k], i[k], dilations[k], t[k]) for k in range(rank))
     ins, taps = ",".join(i), ",".join(t)
