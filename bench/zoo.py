@@ -101,12 +101,17 @@ def export(name: str, cache: Path, exporter: str) -> tuple[Path, float]:
     return path, time.perf_counter() - start
 
 
-def compile_cold(model_yaml: Path, target: str, jobs: int) -> tuple[float, int, dict | None, str]:
-    """``mapc compile --keep-going`` in a fresh process: (wall s, exit code, model report, parts)."""
+def compile_cold(model_yaml: Path, target: str, jobs: int, limit: float) -> tuple[float, int, dict | None, int]:
+    """``mapc compile --keep-going`` in a fresh process: (wall s, exit code, model report, parts);
+    exit code -1 when it ran longer than ``limit`` seconds."""
     with tempfile.TemporaryDirectory() as out:
         start = time.perf_counter()
-        proc = subprocess.run([sys.executable, "-m", "compiler.cli", "compile", str(model_yaml), "--target", target,
-                               "-j", str(jobs), "--keep-going", "-o", out], cwd=ROOT, capture_output=True, text=True)
+        try:
+            proc = subprocess.run([sys.executable, "-m", "compiler.cli", "compile", str(model_yaml), "--target",
+                                   target, "-j", str(jobs), "--keep-going", "-o", out], cwd=ROOT,
+                                  capture_output=True, text=True, timeout=limit)
+        except subprocess.TimeoutExpired:
+            return time.perf_counter() - start, -1, None, 0
         wall = time.perf_counter() - start
         report_path = Path(out) / "model.report.json"
         report = json.loads(report_path.read_text()) if report_path.exists() else None
@@ -120,7 +125,7 @@ def compile_cold(model_yaml: Path, target: str, jobs: int) -> tuple[float, int, 
     return wall, proc.returncode, report, parts
 
 
-def measure(name: str, cache: Path, targets: list[str], jobs: int, exporter: str, work: Path) -> dict:
+def measure(name: str, cache: Path, targets: list[str], jobs: int, exporter: str, work: Path, limit: float) -> dict:
     """One row per model: import numbers, then per target the compile numbers."""
     onnx_path, export_s = export(name, cache, exporter)
     start = time.perf_counter()
@@ -133,7 +138,7 @@ def measure(name: str, cache: Path, targets: list[str], jobs: int, exporter: str
            "macs_graph": cov["macs_graph"], "published_gmacs": published_gmacs(name),
            "unimported": len(result.unimported), "import_s": import_s, "export_s": export_s, "targets": {}}
     for target in targets:
-        wall, code, report, parts = compile_cold(model_yaml, target, jobs)
+        wall, code, report, parts = compile_cold(model_yaml, target, jobs, limit)
         t = (report or {}).get("totals", {})
         row["targets"][target] = {"exit": code, "wall_s": wall, "parts": parts, **t}
         print(f"  {name} on {target}: {t.get('compiled', 0)}/{t.get('distinct_layers', '?')} distinct layers, "
@@ -155,7 +160,8 @@ def table(rows: list[dict], targets: list[str]) -> str:
         for t in targets:
             m = r["targets"][t]
             if "compiled" not in m:
-                line += f" exit {m['exit']} | - | - | - / {m['wall_s']:.0f} |"
+                what = f"over {m['wall_s']:.0f} s" if m["exit"] == -1 else f"exit {m['exit']}"
+                line += f" {what} | - | - | - / {m['wall_s']:.0f} |"
                 continue
             roof = m.get("runtime_over_roofline")
             line += (f" {m['compiled']}/{m['distinct_layers']} | {m['parts']} | {roof:.2f} |" if roof is not None
@@ -171,6 +177,7 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--models", default=",".join(MODELS))
     ap.add_argument("--exporter", choices=["torchscript", "dynamo"], default="torchscript")
+    ap.add_argument("--limit", type=float, default=1200.0, help="seconds allowed per model and target")
     ap.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "mapc-zoo")
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "zoo-bench.md")
     args = ap.parse_args()
@@ -188,7 +195,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as work:
         for name in args.models.split(","):
             print(f"{name}:")
-            rows.append(measure(name, args.cache, targets, args.jobs, args.exporter, Path(work)))
+            rows.append(measure(name, args.cache, targets, args.jobs, args.exporter, Path(work), args.limit))
     text = table(rows, targets)
     print(text)
     load_after = os.getloadavg()
