@@ -235,3 +235,19 @@ def test_weights_are_not_read(tmp_path):
     assert [(i.name, list(i.dims), len(i.raw_data)) for i in small.graph.initializer] == [("w", [16, 8, 3, 3], 0),
                                                                                           ("shape", [2], 16)]
     assert import_onnx(inline).layers == r.layers
+
+
+def test_recurrent_einsum_and_broadcast_layers_compile_on_edge(tmp_path, run_cli):
+    """The gate GEMMs, an einsum and a broadcast product map on MDC with every imported MAC."""
+    nodes = [helper.make_node("LSTM", ["x", "W", "R"], ["y"], name="lstm", hidden_size=8),
+             helper.make_node("Einsum", ["q", "k"], ["s"], name="scores", equation="bhid,bhjd->bhij"),
+             helper.make_node("MatMul", ["a", "b"], ["z"], name="shared")]
+    path = _save(tmp_path, nodes, [("x", [3, 1, 8]), ("q", [1, 2, 4, 8]), ("k", [1, 2, 4, 8]), ("a", [2, 2, 4, 8]),
+                                   ("b", [2, 8, 4])], [_w("W", (1, 32, 8)), _w("R", (1, 32, 8))], name="mixed")
+    model = tmp_path / "mixed.yaml"
+    assert run_cli("import", path, "-o", model)[0] == 0
+    code, _, err = run_cli("compile", model, "--target", "edge", "-o", tmp_path / "out")
+    assert code == 0, err
+    report = json.loads((tmp_path / "out" / "model.report.json").read_text())
+    assert report["totals"]["complete"] and report["totals"]["failed"] == 0
+    assert report["totals"]["macs"] == report["coverage"]["macs_graph"] == 3 * 32 * 16 + 2 * 4 * 4 * 8 + 2 * 2 * 4 * 8 * 4
