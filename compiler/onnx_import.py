@@ -31,7 +31,7 @@ import yaml
 from .errors import InputError
 from .frontend import _expand_preset
 from .onnx_nodes import HANDLERS, Shapes, graph_macs
-from .onnx_shapes import declared_shapes, load_shapes
+from .onnx_shapes import declared_shapes, load_shapes, require_onnx
 from .outputs import file_stem
 from .yamlio import LocDict
 
@@ -203,6 +203,7 @@ def import_onnx(path: str | Path, *, dtype: str | None = None, name: str | None 
     ``dtype`` overrides the element type read from the graph (default: the input tensor's type,
     int8 when it has none we know).  A MAC-carrying node that cannot be imported is an error
     unless ``allow_partial``."""
+    require_onnx()  # before looking at the file: the missing package is the first thing to fix
     path = Path(path)
     if not path.is_file():
         raise InputError("ONNX file not found" if not path.exists() else "not a file", file=str(path))

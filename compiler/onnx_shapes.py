@@ -25,7 +25,8 @@ _FOLD_LIMIT = 4096
 _ROUNDS = 200   # each round folds at least one node; real graphs need a few dozen
 
 
-def _onnx():
+def require_onnx():
+    """The onnx module, or the one-line error saying how to install it."""
     try:
         import onnx
     except ImportError:
@@ -157,7 +158,7 @@ def fix_symbolic_inputs(graph) -> list[str]:
 
 def load_shapes(path: str) -> tuple[object, list[str], list[str]]:
     """The model with weights stripped and shapes inferred; its symbolic dims; notes."""
-    onnx = _onnx()
+    onnx = require_onnx()
     try:
         model = onnx.load_model_from_string(skim(path))
     except Exception as e:  # protobuf (or the skim) raises several types for a file that is not ONNX
