@@ -251,3 +251,25 @@ def test_recurrent_einsum_and_broadcast_layers_compile_on_edge(tmp_path, run_cli
     report = json.loads((tmp_path / "out" / "model.report.json").read_text())
     assert report["totals"]["complete"] and report["totals"]["failed"] == 0
     assert report["totals"]["macs"] == report["coverage"]["macs_graph"] == 3 * 32 * 16 + 2 * 4 * 4 * 8 + 2 * 2 * 4 * 8 * 4
+
+
+def test_scatter_3d_and_dilated_statements_compile_on_edge(tmp_path, run_cli):
+    """The statement forms of ConvTranspose, Conv3d and a dilated conv map on MDC through the
+    decomposition, each with exactly the MACs the import counted."""
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["a"], name="dil", dilations=[2, 2], pads=[2] * 4),
+             helper.make_node("ConvTranspose", ["a", "w2"], ["b"], name="up", strides=[2, 2]),
+             helper.make_node("Conv", ["v", "w3"], ["c"], name="c3d", pads=[1] * 6)]
+    path = _save(tmp_path, nodes, [("x", [1, 4, 8, 8]), ("v", [1, 4, 4, 8, 8])],
+                 [_w("w1", (4, 4, 3, 3)), _w("w2", (4, 4, 2, 2)), _w("w3", (4, 4, 3, 3, 3))], name="forms")
+    model = tmp_path / "forms.yaml"
+    assert run_cli("import", path, "-o", model)[0] == 0
+    code, _, err = run_cli("compile", model, "--target", "edge", "-o", tmp_path / "out", "-j", "2")
+    assert code == 0, err
+    report = json.loads((tmp_path / "out" / "model.report.json").read_text())
+    macs = {"dil": 64 * 16 * 9, "up": 64 * 16 * 4, "c3d": 256 * 16 * 27}
+    assert {r["name"]: r["macs"] for r in report["layers"]} == macs
+    assert report["totals"]["macs"] == report["coverage"]["macs_graph"] == sum(macs.values())
+    for name in macs:
+        layer = json.loads((tmp_path / "out" / f"{name}.report.json").read_text())
+        assert layer["metrics"]["macs"] == layer["macs"] == macs[name]
+        assert len(layer["decomposition"]["parts"]) > 1
