@@ -38,6 +38,7 @@ sys.path.insert(0, str(ROOT))
 
 from compiler.context import Options  # noqa: E402
 from compiler.mdc_lowering import MdcView, chiplet_hw, chiplet_op  # noqa: E402
+from passes.conformance import conform  # noqa: E402
 from compiler.pipeline import run_pipeline  # noqa: E402
 from targets import load_target  # noqa: E402
 from quality import MODELS, SUITE_TEXT, suite  # noqa: E402  (bench/ is the script's directory)
@@ -84,10 +85,18 @@ def check(label: str, op, source: str, tname: str, out_dir: Path) -> dict:
     (d / mname).write_text(files.get(mname, ctx.lowered.mapping_text))
     (d / hname).write_text(files.get(hname, ctx.lowered.hw_text))
     row["file"] = str(d / mname)
-    view = MdcView(chiplet_op(ctx.op, ctx.offchip), ctx.mdc_form)
     hw = chiplet_hw(target, ctx.op.output.element_bytes)
     m = ctx.lowered.metrics
-    row.update(macs=ctx.op.macs, layers=view.repeats, layer_macs=view.layer_macs, mapc_runtime=m["runtime_cycles"],
+    if ctx.offchip is None:   # decomposed: a layer per part (and repeat); partial-sum re-reads are mapc's own
+        views = [MdcView(p.op, conform(p.op)) for p in ctx.decomposition.chosen.parts]
+        layers, layer_macs = ctx.lowered.layers, sorted({v.layer_macs for v in views})
+    else:
+        view = MdcView(chiplet_op(ctx.op, ctx.offchip), ctx.mdc_form)
+        layers, layer_macs = view.repeats, [view.layer_macs]
+    row.update(plan=ctx.decomposition.chosen.kind if ctx.decomposition else "as-written",
+               partial_sum_cycles=m.get("partial_sum_cycles", 0))
+    row.update(macs=ctx.op.macs, layers=layers, layer_macs=layer_macs,
+               mapc_runtime=m["runtime_cycles"] - m.get("partial_sum_cycles", 0),
                mapc_l1=m["l1_elements"], mapc_l2=m["l2_elements"], mapc_noc=m["noc_bw_required"],
                mapc_offchip=m["offchip_bw_required"], l1_cap=hw.l1_size, l2_cap=hw.l2_size, noc_cap=hw.noc_bw,
                offchip_cap=hw.offchip_bw, compute_bound=ctx.lowered.bounds["compute_cycles"])
@@ -124,7 +133,7 @@ def table(rows: list[dict]) -> list[str]:
             out.append(f"| {r['layer']} | {r['target']} | {r.get('rc', '–')} | {r.get('error', '')} | | | | | | "
                        f"{_fmt_int(r.get('mapc_runtime', '–'))} | |")
             continue
-        exact = r["maestro_macs"] == r["macs"] and r["maestro_layer_macs"] == [r["layer_macs"]]
+        exact = r["maestro_macs"] == r["macs"] and r["maestro_layer_macs"] == r["layer_macs"]
         macs = (f"{r['maestro_macs']:,} = {r['macs']:,}" if exact else
                 f"**{r['maestro_macs']:,} ≠ {r['macs']:,}**")
         if r["layers"] > 1:
@@ -162,7 +171,7 @@ def summary(rows: list[dict], targets: list[str]) -> list[str]:
         rs = [r for r in rows if t == "all" or r["target"] == t]
         ran = [r for r in rs if "maestro_runtime" in r]
         n = len(rs)
-        exact = sum(1 for r in ran if r["maestro_macs"] == r["macs"] and r["maestro_layer_macs"] == [r["layer_macs"]])
+        exact = sum(1 for r in ran if r["maestro_macs"] == r["macs"] and r["maestro_layer_macs"] == r["layer_macs"])
         buf = sum(1 for r in ran if r["maestro_l1"] <= r["l1_cap"] and r["maestro_l2"] <= r["l2_cap"])
         bw = sum(1 for r in ran if r["maestro_noc"] <= r["noc_cap"] and r["maestro_offchip"] <= r["offchip_cap"])
         diffs = [abs(r["maestro_runtime"] - r["mapc_runtime"]) for r in ran]

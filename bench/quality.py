@@ -249,18 +249,20 @@ def measure(job: tuple) -> dict:
         return row
     m, b = ctx.lowered.metrics, ctx.lowered.bounds
     hw = chiplet_hw(target, op.output.element_bytes)
-    row.update(layer_type=ctx.mdc_form.layer_type, runtime=m["runtime_cycles"], roofline=b["roofline_cycles"],
+    plan = ctx.decomposition.chosen if ctx.onchip is None else None   # decomposed: no one on-chip choice
+    row.update(layer_type=f"{plan.kind}:{len(plan.parts)}" if plan else ctx.mdc_form.layer_type,
+               runtime=m["runtime_cycles"], roofline=b["roofline_cycles"],
                compute_bound=b["compute_cycles"], rt_over_roofline=round(m["runtime_cycles"] / b["roofline_cycles"], 4),
                l1=m["l1_elements"], l1_cap=hw.l1_size, l2=m["l2_elements"], l2_cap=hw.l2_size,
                noc_bw=m["noc_bw_required"], noc_cap=hw.noc_bw, offchip_bw=m["offchip_bw_required"],
-               offchip_cap=hw.offchip_bw, onchip_status=ctx.onchip.status,
-               mapping=ctx.onchip.choice.describe())
+               offchip_cap=hw.offchip_bw, onchip_status=ctx.onchip.status if not plan else "decomposed",
+               mapping=ctx.onchip.choice.describe() if not plan else f"{plan.kind}, {len(plan.parts)} parts")
     over = [name for name, v, cap in (("L1", row["l1"], hw.l1_size), ("L2", row["l2"], hw.l2_size),
                                       ("NoC", row["noc_bw"], hw.noc_bw),
                                       ("offchip", row["offchip_bw"], hw.offchip_bw)) if v > cap]
     row["fits"] = not over
     row["over"] = " ".join(over)
-    if not full:
+    if not full or plan:
         return row
     view = MdcView(chiplet_op(op, ctx.offchip), ctx.mdc_form)
     flows = shipped(view, hw, shipped_bodies())

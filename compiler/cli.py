@@ -95,19 +95,25 @@ def main(debug: bool) -> None:
 @click.option("-j", "--jobs", type=click.IntRange(min=1), default=1, show_default=True,
               help="Model files: compile distinct layers in this many processes (same output for any N).")
 @click.option("--plot", is_flag=True, help="Model files: also write <model>.png (runtime vs roofline, utilisation).")
+@click.option("--keep-going", is_flag=True,
+              help="Model files: write every layer that compiled; model.report.json lists the failed ones "
+                   "under 'failed' and marks its totals incomplete.")
 @click.option("--no-timings", is_flag=True, help="Write 0 for wall times in reports (byte-identical reruns).")
 @handle_errors
 def compile(op: Path, target: str, out_dir: Path, objective: str, schedule: str, backend: str | None,
             dump_after: tuple[str, ...], stop_after: str | None, time_limit: float, offchip_slack: float,
             emit: str | None,
-            jobs: int, plot: bool, no_timings: bool) -> None:
+            jobs: int, plot: bool, keep_going: bool, no_timings: bool) -> None:
     """Compile operator file OP for a target and write the mapping and <op>.report.json.
 
     OP may also be a model file (a YAML file with a `layers` key, e.g. from `mapc import`): each
     distinct layer shape is compiled once (-j N processes) and OUT gets, per distinct layer,
     <layer>.report.json and the backend's files, plus model.report.json and model.report.csv
-    (per layer and totals weighted by repeat).  If any layer fails, every failure is printed
-    (one line each), nothing is written, and the exit code is 2 (1 if a layer hit an internal error).
+    (per layer and totals weighted by repeat).  On a target with several backends a layer the
+    first cannot take goes to the next.  If any layer fails, every failure is printed (one line
+    each), nothing is written, and the exit code is 2 (1 if a layer hit an internal error) --
+    unless --keep-going: then the compiled layers are written and the failures listed in the
+    model report.
     """
     tgt = load_target(target)
     check_out_dir(out_dir)
@@ -121,11 +127,13 @@ def compile(op: Path, target: str, out_dir: Path, objective: str, schedule: str,
         check_pass_options(str(op), tgt, backend, None, (), None)
         _compile_model(op, tgt, Options(objective=objective, backend=backend, time_limit_s=time_limit,
                                 offchip_slack=offchip_slack),
-                       out_dir, jobs=jobs, plot=plot, timings=not no_timings, schedule=schedule)
+                       out_dir, jobs=jobs, plot=plot, timings=not no_timings, keep_going=keep_going,
+                       schedule=schedule)
         return
-    if plot or jobs > 1:
-        raise MapcError(f"{'--plot' if plot else '-j'} applies to model files (a YAML file with 'layers')",
-                        file=str(op), place="--plot" if plot else "--jobs")
+    for flag, place, given in (("--plot", "--plot", plot), ("-j", "--jobs", jobs > 1),
+                               ("--keep-going", "--keep-going", keep_going)):
+        if given:
+            raise MapcError(f"{flag} applies to model files (a YAML file with 'layers')", file=str(op), place=place)
     check_pass_options(str(op), tgt, backend, stop_after, dump_after, emit)
     ctx = run_pipeline(op, tgt, Options(objective=objective, backend=backend, time_limit_s=time_limit,
                                 offchip_slack=offchip_slack),
@@ -167,8 +175,8 @@ def check_pass_options(file: str, tgt, backend: str | None, stop_after: str | No
 
 
 def _compile_model(path: Path, tgt, options: Options, out_dir: Path, *, jobs: int, plot: bool,
-                   timings: bool, schedule: str = "auto") -> None:
-    """The model branch of `mapc compile`: all layers or nothing."""
+                   timings: bool, keep_going: bool, schedule: str = "auto") -> None:
+    """The model branch of `mapc compile`: all layers or nothing (or what compiled, --keep-going)."""
     from .model_compile import Progress, compile_model, table, write_outputs
 
     with Progress(f"compiling {path.name}") as progress:
@@ -185,14 +193,18 @@ def _compile_model(path: Path, tgt, options: Options, out_dir: Path, *, jobs: in
     if failures:
         internal = [r for r in failures if r.internal]
         for r in failures:
-            click.echo(f"mapc: error: layer {r.name}: {r.error}", err=True)
+            click.echo(f"mapc: {'warning' if keep_going else 'error'}: layer {r.name}: {r.error}", err=True)
             if r.internal and _debug():
                 click.echo(f"--- traceback of layer {r.name} ---\n{r.trace}", err=True, nl=False)
-        why = "" if not internal else (f" ({len(internal)} by an internal error of mapc"
-                                       + ("" if _debug() else "; --debug shows its traceback") + ")")
-        click.echo(f"mapc: error: {path}: {len(failures)} of {len(result.layers)} distinct layers failed"
-                   f"{why}; nothing written", err=True)
-        sys.exit(1 if internal else 2)
+        if keep_going:
+            click.echo(f"mapc: warning: {len(failures)} of {len(result.layers)} distinct layers failed; the "
+                       "model report lists them under 'failed' and its totals are incomplete", err=True)
+        else:
+            why = "" if not internal else (f" ({len(internal)} by an internal error of mapc"
+                                           + ("" if _debug() else "; --debug shows its traceback") + ")")
+            click.echo(f"mapc: error: {path}: {len(failures)} of {len(result.layers)} distinct layers failed"
+                       f"{why}; nothing written", err=True)
+            sys.exit(1 if internal else 2)
     png = None
     if plot:
         from .plots import model_png
@@ -260,24 +272,32 @@ def explain(op: Path, target: str, objective: str, schedule: str, backend: str |
               help="The model file to write (YAML; compile it with `mapc compile`).")
 @click.option("--dtype", type=click.Choice(sorted(DTYPE_BYTES)), default=None,
               help="Element type of every layer (default: the type of each node's input in the graph).")
-@click.option("--name", default=None, help="Model name (default: the graph's name or the file name).")
+@click.option("--name", default=None, help="Model name (default: the file name without .onnx).")
+@click.option("--allow-partial", is_flag=True,
+              help="Write the layers that import even if some MAC-carrying nodes cannot be imported "
+                   "(the model file's 'coverage' lists them).")
 @handle_errors
-def import_cmd(onnx_file: Path, out_file: Path, dtype: str | None, name: str | None) -> None:
-    """Import ONNX_FILE as a model file: one layer per Conv, Gemm and MatMul node.
+def import_cmd(onnx_file: Path, out_file: Path, dtype: str | None, name: str | None, allow_partial: bool) -> None:
+    """Import ONNX_FILE as a model file: one layer per MAC-carrying node.
 
-    Shapes come from ONNX shape inference (symbolic input dims are set to 1).  Other nodes are
-    skipped and summarised in one line on stderr; that is not an error."""
+    Conv (1-3 spatial axes), ConvTranspose, Gemm, MatMul, Einsum, LSTM, GRU and RNN become layers
+    (two per recurrent node: input and recurrent gate GEMMs).  Shapes come from ONNX shape
+    inference with constant folding (symbolic input dims are set to 1); weights are not read.
+    Nodes without MACs are summarised in one line on stderr.  A MAC-carrying node that cannot be
+    imported is an error naming it and its share of the MACs, unless --allow-partial."""
     from .onnx_import import import_onnx
 
     real = output_file(out_file)  # checked before the (possibly long) import
-    result = import_onnx(onnx_file, dtype=dtype, name=name)
+    result = import_onnx(onnx_file, dtype=dtype, name=name, allow_partial=allow_partial)
     write_all(real.parent, [(real.name, result.yaml_text())])
     note = result.skipped_line()
     if note:
         click.echo(f"mapc: import: {note}", err=True)
     kinds = Counter(layer.get("kind", "statement") for layer in result.layers)
+    cov = result.coverage()
     stdout.print(f"{result.name}: {len(result.layers)} layers ("
-                 + ", ".join(f"{k} x{n}" for k, n in kinds.most_common()) + f"); wrote {out_file}")
+                 + ", ".join(f"{k} x{n}" for k, n in kinds.most_common()) + f"), {cov['macs_imported']:,} "
+                 f"MACs ({100 * (cov['fraction'] or 0):.4g} % of the graph's); wrote {out_file}")
 
 
 @main.command()

@@ -17,6 +17,7 @@ from .ir import Op, OpMapping
 
 if TYPE_CHECKING:  # the passes import this module; only the annotations name their results
     from passes.gemm_lowering import GemmLowering
+    from compiler.mdc_parts import Decomposition
     from passes.gemm_schedule import GemmResult
     from passes.mdc_emit import MdcOutput
     from passes.offchip import OffchipSchedule
@@ -121,6 +122,7 @@ class Context:
     source_op: Op | None = None          # the op as written, when a lowering replaced ctx.op
     mdc_form: MdcForm | None = None
     offchip_hints: OffchipHints | None = None
+    decomposition: Decomposition | None = None   # MDC: the plans tried to write the op as MDC layers
     offchip: OffchipSchedule | None = None
     onchip: OnchipResult | None = None
     lowered: Union[MdcOutput, GemmResult, GemmLowering, None] = None

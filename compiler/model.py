@@ -13,12 +13,14 @@ Each layer is either an inline operator (the keys of an operator file plus ``rep
 ``name``.  An included file is normally an operator file; if it has a ``layers`` key it is itself
 a model, whose layers are spliced in (their repeats multiplied by the include's, their names
 prefixed with ``name.`` when a name is given).  Every error is one line naming the model file and
-the layer, e.g. ``resnet50.yaml:layers[3]: unknown key 'foo' ...``.
+the layer, e.g. ``resnet50.yaml:layers[3]: unknown key 'foo' ...``.  A model written by
+``mapc import`` also has ``coverage`` (MACs imported vs in the graph), kept as a plain mapping.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from .errors import InputError, MapcError
 from .frontend import OP_KEYS, op_from_mapping
@@ -26,7 +28,7 @@ from .ir import Op
 from .outputs import check_name, file_stem
 from .yamlio import LocDict, check_keys, load_yaml_mapping, positive_int, read_text
 
-MODEL_KEYS = ("name", "layers")
+MODEL_KEYS = ("name", "layers", "coverage")
 INLINE_KEYS = OP_KEYS + ("repeat",)
 INCLUDE_KEYS = ("include", "name", "repeat")
 
@@ -51,6 +53,7 @@ class Model:
 
     name: str
     layers: tuple[ModelLayer, ...]
+    coverage: dict[str, Any] | None = None   # from `mapc import`: MACs imported vs in the graph
 
     @property
     def macs(self) -> int:
@@ -65,8 +68,21 @@ class Model:
 
 def load_model(path: str | Path) -> Model:
     """Read a model file into a :class:`Model`; raises a one-line :class:`InputError`."""
-    name, layers = _load(Path(path), ())
-    return Model(name=name, layers=tuple(layers))
+    name, layers, data = _load(Path(path), ())
+    coverage = data.get("coverage")
+    if coverage is not None and not isinstance(coverage, dict):
+        raise InputError("'coverage' must be a mapping (as `mapc import` writes it)", file=str(path),
+                         place=data.place("coverage"))
+    return Model(name=name, layers=tuple(layers), coverage=_plain(coverage) if coverage else None)
+
+
+def _plain(value: Any) -> Any:
+    """A loaded YAML value with its line-remembering mappings turned into plain dicts."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
 
 
 def unique_layers(model: Model) -> tuple[ModelLayer, ...]:
@@ -84,7 +100,7 @@ def unique_layers(model: Model) -> tuple[ModelLayer, ...]:
     return tuple(merged.values())
 
 
-def _load(path: Path, stack: tuple[Path, ...]) -> tuple[str, list[ModelLayer]]:
+def _load(path: Path, stack: tuple[Path, ...]) -> tuple[str, list[ModelLayer], LocDict]:
     file = str(path)
     data = load_yaml_mapping(read_text(path, "model"), file)
     check_keys(data, MODEL_KEYS, file, required=("layers",))
@@ -111,7 +127,7 @@ def _load(path: Path, stack: tuple[Path, ...]) -> tuple[str, list[ModelLayer]]:
                                  "use 'repeat' or give a distinct 'name'", file=file, place=where)
             seen[layer.name] = i
         layers += new
-    return name, layers
+    return name, layers, data
 
 
 def _layer(entry: object, path: Path, where: str, stack: tuple[Path, ...]) -> list[ModelLayer]:
@@ -152,7 +168,7 @@ def _include(entry: LocDict, path: Path, stack: tuple[Path, ...]) -> list[ModelL
         raise InputError(f"include cycle: {chain}", file=file, place=entry.place("include"))
     data = load_yaml_mapping(read_text(inc, "included"), str(inc))
     if "layers" in data:  # a sub-model: splice its layers in
-        _, sub = _load(inc, stack)
+        _, sub, _ = _load(inc, stack)
         return [ModelLayer(f"{rename}.{l.name}" if rename else l.name, l.op, l.repeat * repeat, l.source)
                 for l in sub]
     op = op_from_mapping(data, str(inc), default_name=inc.stem)

@@ -11,7 +11,13 @@ Output files (all in one directory, written together by :func:`~compiler.outputs
 ``<layer>.report.json`` and the backend's files per distinct layer, one shared HW file when all
 layers agree on it, and ``model.report.json`` / ``model.report.csv`` with one row per distinct
 layer and totals weighted by ``repeat``.  If any layer fails, nothing is written: the failures are
-listed (one line each) and the compilation raises.
+listed (one line each) and the compilation raises; with ``keep_going`` (``--keep-going``) the
+compiled layers are written and ``model.report.json`` lists the others under ``failed`` with
+their one-line reasons, its totals marked ``complete: false``.
+
+On a target with several backends (unless one is chosen), a layer the first backend cannot take
+goes to the next; each row of the model report says which backend ran it.  A model imported
+from ONNX carries ``coverage`` (MACs imported vs in the graph) into the model report.
 """
 from __future__ import annotations
 
@@ -45,7 +51,7 @@ MODEL_REPORT = "model.report.json"
 MODEL_CSV = "model.report.csv"
 CSV_COLUMNS = ("name", "repeat", "macs", "runtime_cycles", "energy_mac_units", "utilization",
                "dram_traffic_elements", "roofline_cycles", "bound", "runtime_over_roofline",
-               "compile_seconds")
+               "compile_seconds", "backend")
 
 
 def is_model_file(path: Path) -> bool:
@@ -80,24 +86,40 @@ class LayerResult:
     internal: bool = False
     seconds: float = 0.0
     trace: str = ""          # the layer's own traceback when ``internal`` (shown by --debug)
+    backend: str | None = None      # the backend that compiled the layer
+
+
+def _backends(job: LayerJob) -> tuple[str | None, ...]:
+    """The backends to try in turn: the chosen one, or every backend of the target in its order."""
+    return (job.options.backend,) if job.options.backend else tuple(job.target.backends)
 
 
 def compile_layer(job: LayerJob) -> LayerResult:
-    """Compile one layer; never raises (errors come back as text so the others still run)."""
+    """Compile one layer, trying the next backend when one refuses it; never raises (errors come
+    back as text so the others still run)."""
     layer = job.layer
     start = time.perf_counter()
-    try:
-        ctx = run_pipeline(Path(layer.source), job.target, job.options, op=layer.op)
-        report = build_report(ctx) if job.timings else without_timings(build_report(ctx))
+    reasons: dict[str, str] = {}
+    backends = _backends(job)
+    for backend in backends:
+        options = replace(job.options, backend=backend)
+        try:
+            ctx = run_pipeline(Path(layer.source), job.target, options, op=layer.op)
+        except MapcError as e:
+            reasons[backend] = str(e)
+            continue
+        except Exception as e:  # an internal error in one layer: report it, keep the others going
+            return LayerResult(job.index, layer.name, (), None,
+                               f"internal error: {e.__class__.__name__}: {e}", internal=True,
+                               trace=traceback.format_exc())
+        report = build_report(ctx) | {"backend": backend}
+        report = report if job.timings else without_timings(report)
         files = tuple(ctx.artifacts) + ((f"{layer.op.name}.report.json", dump_report(report)),)
         seconds = time.perf_counter() - start if job.timings else 0.0
-        return LayerResult(job.index, layer.name, files, report, None, seconds=seconds)
-    except MapcError as e:
-        return LayerResult(job.index, layer.name, (), None, str(e))
-    except Exception as e:  # an internal error in one layer: report it, keep the others going
-        return LayerResult(job.index, layer.name, (), None,
-                           f"internal error: {e.__class__.__name__}: {e}", internal=True,
-                           trace=traceback.format_exc())
+        return LayerResult(job.index, layer.name, files, report, None, seconds=seconds, backend=backend)
+    if len(set(reasons.values())) == 1:  # refused before any backend ran (e.g. by conformance)
+        return LayerResult(job.index, layer.name, (), None, next(iter(reasons.values())))
+    return LayerResult(job.index, layer.name, (), None, "; ".join(f"{b}: {m}" for b, m in reasons.items()))
 
 
 @dataclass(frozen=True)
@@ -139,6 +161,7 @@ class ModelResult:
                     "runtime_over_roofline": round(m["runtime_cycles"] / roof, 4)
                     if roof and m.get("runtime_cycles") is not None else None,
                     "compile_seconds": round(r.seconds, 4),
+                    "backend": r.backend,
                     "report": f"{layer.op.name}.report.json"})
             out.append(row)
         return out
@@ -163,12 +186,20 @@ class ModelResult:
                 "dram_traffic_elements": int(total("dram_traffic_elements")),
                 "roofline_cycles": int(roof),
                 "runtime_over_roofline": round(runtime / roof, 4) if roof else None,
-                "compile_seconds": round(sum(r["compile_seconds"] for r in rows), 4)}
+                "compile_seconds": round(sum(r["compile_seconds"] for r in rows), 4),
+                "complete": not self.failures}
 
     def report(self) -> dict[str, Any]:
-        """``model.report.json`` as a dict."""
-        return {"report_version": MODEL_REPORT_VERSION, "model": self.model.name, "target": self.target_name,
-                "layers": self.rows(), "totals": self.totals()} | ({"schedule": self.schedule} if self.schedule else {})
+        """``model.report.json`` as a dict (``failed`` and ``coverage`` only when there are any)."""
+        out = {"report_version": MODEL_REPORT_VERSION, "model": self.model.name, "target": self.target_name,
+               "layers": self.rows(), "totals": self.totals()}
+        if self.failures:
+            out["failed"] = [{"name": r.name, "reason": r.error} for r in self.failures]
+        if self.model.coverage is not None:
+            out["coverage"] = self.model.coverage
+        if self.schedule:
+            out["schedule"] = self.schedule
+        return out
 
     def csv_text(self) -> str:
         """``model.report.csv``: one row per distinct layer, then a ``TOTAL`` row."""
@@ -277,30 +308,39 @@ def run_jobs(job_list: list[LayerJob], jobs: int, progress: Callable[[int, int, 
 
 
 def table(result: ModelResult):
-    """A rich table of the per-layer results and the weighted totals (for stdout)."""
+    """A rich table of the per-layer results and the weighted totals (for stdout); a backend column
+    when the layers ran on more than one."""
     from rich.table import Table
 
-    t = Table(title=f"{result.model.name} on {result.target_name}: {len(result.layers)} distinct of "
-                    f"{len(result.model.layers)} layers ({result.model.num_ops} ops)", show_header=True)
+    rows = result.rows()
+    backends = len({r.backend for r in result.results if r.backend}) > 1
+    cov = result.model.coverage or {}
+    title = (f"{result.model.name} on {result.target_name}: {len(result.layers)} distinct of "
+             f"{len(result.model.layers)} layers ({result.model.num_ops} ops)"
+             + (f"; imported {100 * cov['fraction']:.4g} % of the graph's MACs" if cov.get("fraction") is not None
+                and not cov.get("complete", True) else "")
+             + (f"; {len(result.failures)} FAILED, totals incomplete" if result.failures else ""))
+    t = Table(title=title, show_header=True)
     for col, right in (("layer", False), ("x", True), ("runtime cyc", True), ("energy MAC-u", True),
                        ("util", True), ("DRAM el", True), ("roofline cyc", True), ("/roof", True),
-                       ("compile s", True)):
+                       ("compile s", True)) + ((("backend", False),) if backends else ()):
         t.add_column(col, justify="right" if right else "left")
 
     def fmt(row: dict) -> list[str]:
         if "error" in row:
-            return [row["name"], str(row["repeat"]), "FAILED", "", "", "", "", "", ""]
+            return [row["name"], str(row["repeat"]), "FAILED", "", "", "", "", "", ""] + [""] * backends
         return [row["name"], str(row["repeat"]), f"{row['runtime_cycles']:,}", f"{row['energy_mac_units']:.3g}",
                 f"{row['utilization']:.3f}", f"{row['dram_traffic_elements']:,}", f"{row['roofline_cycles']:,}",
-                f"{row['runtime_over_roofline']:.2f}", f"{row['compile_seconds']:.2f}"]
-    for row in result.rows():
+                f"{row['runtime_over_roofline']:.2f}", f"{row['compile_seconds']:.2f}"] \
+            + [row["backend"]] * backends
+    for row in rows:
         t.add_row(*fmt(row))
     tot = result.totals()
     t.add_row("total (x repeat)", str(tot["ops"]), f"{tot['runtime_cycles']:,}", f"{tot['energy_mac_units']:.3g}",
               f"{tot['utilization']:.3f}" if tot["utilization"] is not None else "-",
               f"{tot['dram_traffic_elements']:,}", f"{tot['roofline_cycles']:,}",
               f"{tot['runtime_over_roofline']:.2f}" if tot["runtime_over_roofline"] else "-",
-              f"{tot['compile_seconds']:.2f}", style="bold")
+              f"{tot['compile_seconds']:.2f}", *[""] * backends, style="bold")
     return t
 
 

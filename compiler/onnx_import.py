@@ -1,24 +1,24 @@
 """``mapc import``: an ONNX graph -> a model file (the YAML that ``mapc compile`` reads).
 
-Only the nodes that carry the multiply-accumulates become layers:
+The nodes that carry the multiply-accumulates become layers (forms in :mod:`compiler.onnx_nodes`:
+Conv with 1-3 spatial axes, ConvTranspose, Gemm, MatMul, Einsum, LSTM, GRU, RNN and their
+integer variants); shapes come from :mod:`compiler.onnx_shapes`, which reads the file without its
+weights.  Every other node carries no MACs (activations, pooling, additions, reshapes) and is
+listed once in :attr:`ImportResult.skipped`.
 
-* ``Conv`` (2-D, or 1-D as a 1-row 2-D conv): ``conv2d``; ``group == C == M`` gives ``dwconv``;
-  other groups (and depthwise with a channel multiplier) give ``gconv``.  Strides and dilations
-  come from the attributes; padding is not a parameter of ours: it enlarges the input, so the
-  output sizes P, Q are taken from ONNX shape inference (or computed from ``pads``/``auto_pad``
-  when inference left them unknown).  Non-square strides or dilations are written as statements.
-* ``Gemm``: ``gemm`` with ``transA``/``transB`` applied (the bias is not a MAC).
-* ``MatMul``: ``gemm`` when the right operand has no batch dims (batch dims of the left one fold
-  into M, as in a transformer's linear layers); otherwise ``bmm`` over the broadcast batch, or
-  ``attn_score``/``attn_context`` when the product feeds / is fed by a ``Softmax`` (through
-  scale, mask, cast or dropout nodes).
+Import never loses a MAC silently: each MAC-carrying node is also counted from its tensor shapes
+(:func:`~compiler.onnx_nodes.graph_macs`), and a node that cannot be imported is an error naming
+it and its share of the graph's MACs, unless ``allow_partial``.  The model file always carries
+``coverage``: MACs imported, MACs in the graph, and the MAC-carrying nodes left out.
 
-Symbolic input dims (a dynamic batch or sequence length) are set to 1 before shape inference.
-Everything else (activations, pooling, additions, reshapes) is skipped and listed once in
-:attr:`ImportResult.skipped`; that is not an error.
+Layer names are the exporter's module paths (``layer1.0.conv1``): from the node metadata
+``pkg.torch.onnx.name_scopes`` of the dynamo exporter, from ``/layer1/layer1.0/conv1/Conv`` node
+names of the TorchScript one, else the node name; the model name is the file stem.  Each name
+goes through :func:`~compiler.outputs.file_stem`, the one sanitiser for names that become files.
 """
 from __future__ import annotations
 
+import ast
 import json
 import math
 import re
@@ -28,44 +28,106 @@ from pathlib import Path
 
 import yaml
 
-from .errors import InputError, MapcError
+from .errors import InputError
+from .frontend import _expand_preset
+from .onnx_nodes import HANDLERS, Shapes, graph_macs
+from .onnx_shapes import declared_shapes, load_shapes, require_onnx
 from .outputs import file_stem
+from .yamlio import LocDict
 
 # ONNX TensorProto element types -> our dtypes
 _DTYPES = {1: "fp32", 2: "uint8", 3: "int8", 5: "int16", 6: "int32", 10: "fp16", 16: "bf16"}
-_PASS_THROUGH = {"Div", "Mul", "Add", "Sub", "Where", "Cast", "Dropout", "Identity", "Reshape",
-                 "Transpose", "Softmax"}
+_SHOWN = 6   # unimported nodes named in the one-line error
+
+
+@dataclass(frozen=True)
+class Unimported:
+    """A MAC-carrying node that did not become a layer."""
+
+    node: str
+    op: str
+    reason: str
+    macs: int | None      # from the tensor shapes; None when they are unknown
+
+    def as_dict(self) -> dict:
+        return {"node": self.node, "op": self.op, "macs": self.macs, "reason": self.reason}
 
 
 @dataclass
 class ImportResult:
-    """The imported model: its name, one dict per layer (model-file keys), and the skipped nodes."""
+    """The imported model: its name, one dict per layer (model-file keys), and what was left out."""
 
     name: str
     layers: list[dict] = field(default_factory=list)
-    skipped: Counter = field(default_factory=Counter)
+    skipped: Counter = field(default_factory=Counter)        # MAC-free node types
+    unimported: list[Unimported] = field(default_factory=list)
+    macs_graph: int = 0                                       # MAC-carrying nodes of known shape
     source: str = ""
-    symbolic: list[str] = field(default_factory=list)   # symbolic input dims that were set to 1
+    symbolic: list[str] = field(default_factory=list)        # symbolic input dims that were set to 1
     notes: list[str] = field(default_factory=list)
 
+    @property
+    def macs_imported(self) -> int:
+        return sum(layer_macs(layer) for layer in self.layers)
+
+    def coverage(self) -> dict:
+        """MACs imported / MACs in the graph and the MAC-carrying nodes left out."""
+        total = self.macs_graph
+        return {"macs_imported": self.macs_imported, "macs_graph": total,
+                "fraction": round(self.macs_imported / total, 6) if total else None,
+                "complete": not self.unimported, "skipped": [u.as_dict() for u in self.unimported]}
+
     def yaml_text(self) -> str:
-        """The model file, one flow-style line per layer."""
-        lines = [f"# Imported from {Path(self.source).name} by `mapc import`: one layer per Conv, Gemm "
-                 "and MatMul node.", f"name: {_scalar(self.name)}", "layers:"]
+        """The model file, one flow-style line per layer, then ``coverage``."""
+        lines = [f"# Imported from {Path(self.source).name} by `mapc import`: one layer per MAC-carrying "
+                 "node (two per LSTM/GRU/RNN).", f"name: {_scalar(self.name)}", "layers:"]
         for layer in self.layers:
-            lines.append("  - {" + ", ".join(f"{k}: {_flow(v)}" for k, v in layer.items()) + "}")
+            lines.append("  - " + _flow(layer))
+        cov = self.coverage()
+        lines.append("coverage:")
+        for key, value in cov.items():
+            if key != "skipped":
+                lines.append(f"  {key}: {_flow(value)}")
+        lines.append("  skipped:" + ("" if cov["skipped"] else " []"))
+        lines += [f"    - {_flow(s)}" for s in cov["skipped"]]
         return "\n".join(lines) + "\n"
 
     def skipped_line(self) -> str | None:
-        """One line naming the node types that did not become layers (and other notes), or None."""
+        """One line naming the node types that carry no MACs (and other notes), or None."""
         parts = []
         if self.skipped:
             kinds = [f"{op} x{n}" if n > 1 else op
                      for op, n in sorted(self.skipped.items(), key=lambda kv: (-kv[1], kv[0]))]
-            parts.append(f"skipped {sum(self.skipped.values())} unsupported node(s): {', '.join(kinds)}")
+            parts.append(f"skipped {sum(self.skipped.values())} node(s) without MACs: {', '.join(kinds)}")
+        if self.unimported:
+            parts.append(self.unimported_text() + "; imported " + _share(self.macs_imported, self.macs_graph)
+                         + " of the graph's MACs")
         if self.symbolic:
             parts.append(f"symbolic input dims set to 1: {', '.join(self.symbolic)}")
         return "; ".join(parts + self.notes) or None
+
+    def unimported_text(self) -> str:
+        """The MAC-carrying nodes left out, with their share of the graph's MACs."""
+        shown = [f"{u.op} '{u.node}' ({u.reason}, "
+                 + (f"{_share(u.macs, self.macs_graph)} of the MACs)" if u.macs is not None else "MACs unknown)")
+                 for u in sorted(self.unimported, key=lambda u: -(u.macs or 0))[:_SHOWN]]
+        more = len(self.unimported) - len(shown)
+        known = sum(u.macs or 0 for u in self.unimported)
+        return (f"{len(self.unimported)} MAC-carrying node(s) not imported, {_share(known, self.macs_graph)} "
+                f"of the graph's MACs: " + ", ".join(shown) + (f" and {more} more" if more > 0 else ""))
+
+
+def _share(part: int, total: int) -> str:
+    return f"{100 * part / total:.3g} %" if total else "?"
+
+
+def layer_macs(layer: dict) -> int:
+    """MACs of one imported layer (``repeat`` included): the product of its loop extents."""
+    if "statement" in layer:
+        dims = layer["dims"]
+    else:
+        _, dims, _ = _expand_preset(LocDict(kind=layer["kind"], params=LocDict(layer["params"])), "<import>")
+    return math.prod(dims.values()) * layer.get("repeat", 1)
 
 
 def _scalar(value) -> str:
@@ -81,218 +143,105 @@ def _scalar(value) -> str:
 def _flow(value) -> str:
     if isinstance(value, dict):
         return "{" + ", ".join(f"{k}: {_flow(v)}" for k, v in value.items()) + "}"
-    return str(value) if isinstance(value, int) else _scalar(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_flow(v) for v in value) + "]"
+    if value is None or isinstance(value, bool):
+        return {None: "null", True: "true", False: "false"}[value]
+    return str(value) if isinstance(value, (int, float)) else _scalar(value)
 
 
 def _safe_name(name: str) -> str:
     return file_stem(name, "layer").strip("_") or "layer"
 
 
-class _Graph:
-    """Shapes, producers and consumers of an inferred ONNX graph."""
-
-    def __init__(self, graph):
-        self.shapes: dict[str, tuple[int, ...] | None] = {}
-        self.elem: dict[str, int] = {}
-        for vi in list(graph.input) + list(graph.value_info) + list(graph.output):
-            t = vi.type.tensor_type
-            self.elem[vi.name] = t.elem_type
-            if t.HasField("shape"):
-                dims = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None for d in t.shape.dim]
-                self.shapes[vi.name] = None if None in dims else tuple(dims)
-        for init in graph.initializer:
-            self.shapes[init.name] = tuple(init.dims)
-            self.elem[init.name] = init.data_type
-        self.producer = {out: node for node in graph.node for out in node.output}
-        self.consumers: dict[str, list] = {}
-        for node in graph.node:
-            for name in node.input:
-                self.consumers.setdefault(name, []).append(node)
-
-    def shape(self, name: str) -> tuple[int, ...] | None:
-        return self.shapes.get(name)
-
-    def feeds_softmax(self, name: str, hops: int = 4) -> bool:
-        """Does tensor ``name`` reach a Softmax through scale/mask/cast nodes?"""
-        for node in self.consumers.get(name, ()):
-            if node.op_type == "Softmax":
-                return True
-            if hops > 0 and node.op_type in _PASS_THROUGH and self.feeds_softmax(node.output[0], hops - 1):
-                return True
-        return False
-
-    def from_softmax(self, name: str, hops: int = 4) -> bool:
-        """Is tensor ``name`` a Softmax output, possibly through cast/dropout/reshape nodes?"""
-        node = self.producer.get(name)
-        if node is None:
-            return False
-        if node.op_type == "Softmax":
-            return True
-        return hops > 0 and node.op_type in _PASS_THROUGH and bool(node.input) \
-            and self.from_softmax(node.input[0], hops - 1)
+def node_path(node, index: int) -> str:
+    """A readable name: the module path the exporter recorded, else the node name."""
+    props = {p.key: p.value for p in node.metadata_props}
+    scopes = _literal_list(props.get("pkg.torch.onnx.name_scopes", ""))
+    classes = _literal_list(props.get("pkg.torch.onnx.class_hierarchy", ""))
+    if len(scopes) == len(classes) and classes and classes[-1].startswith("aten."):
+        scopes = scopes[:-1]  # the last scope names the aten op, not a module
+    scopes = [s for s in scopes if s]
+    if scopes:
+        return _join_scopes(scopes)
+    name = node.name
+    if name.startswith("/"):  # TorchScript: /layer1/layer1.0/conv1/Conv
+        parts = [p for p in name.split("/") if p]
+        if len(parts) > 1 and re.fullmatch(rf"{node.op_type}(_\d+)?", parts[-1]):
+            parts = parts[:-1]
+        return _join_scopes(parts) if parts else name
+    return name or f"{node.op_type.lower()}{index}"
 
 
-def _attrs(node) -> dict:
-    from onnx import helper
-
-    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
-
-
-def _fix_symbolic_inputs(model) -> list[str]:
-    """Give symbolic graph-input dims the value 1 (shape inference needs numbers); returns their names."""
-    named = []
-    for vi in model.graph.input:
-        for d in vi.type.tensor_type.shape.dim:
-            if not d.HasField("dim_value") or d.dim_value <= 0:
-                named.append(d.dim_param or "?")
-                d.dim_value = 1
-    return named
+def _literal_list(text: str) -> list[str]:
+    try:
+        value = ast.literal_eval(text) if text else []
+    except (ValueError, SyntaxError):
+        return []
+    return [str(v) for v in value] if isinstance(value, list) else []
 
 
-def _conv_out(size: int, k: int, s: int, d: int, pads: tuple[int, int], auto_pad: str) -> int:
-    if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
-        return math.ceil(size / s)
-    if auto_pad == "VALID":
-        pads = (0, 0)
-    return (size + pads[0] + pads[1] - ((k - 1) * d + 1)) // s + 1
+def _join_scopes(scopes: list[str]) -> str:
+    """Module scopes -> one dotted path.  A scope is a full path (``layer1.0`` after ``layer1``), a
+    path relative to the previous scope (``branch1.0`` after ``branch1``) or a child's name."""
+    out = last = ""
+    for s in scopes:
+        if not out or s.startswith(out + "."):
+            out = s
+        elif last and s.startswith(last + "."):
+            out += s[len(last):]
+        else:
+            out = f"{out}.{s}"
+        last = s
+    return out
 
 
-def _conv(node, g: _Graph) -> dict | str:
-    """A Conv node as a layer dict, or the reason it is skipped."""
-    x, w = g.shape(node.input[0]), g.shape(node.input[1]) if len(node.input) > 1 else None
-    if x is None or w is None:
-        return "Conv (unknown shape)"
-    if len(x) not in (3, 4) or len(w) != len(x):
-        return f"Conv ({len(x) - 2}-D)"
-    a = _attrs(node)
-    one_d = len(x) == 3
-    group = int(a.get("group", 1))
-    strides = list(a.get("strides", [1] * (len(x) - 2)))
-    dilations = list(a.get("dilations", [1] * (len(x) - 2)))
-    n, c = x[0], x[1]
-    m, kr = w[0], w[2:]
-    y = g.shape(node.output[0])
-    if y is not None and len(y) == len(x):
-        outs = list(y[2:])
-    else:
-        pads = list(a.get("pads", [0] * 2 * (len(x) - 2)))
-        half = len(x) - 2
-        auto = a.get("auto_pad", b"NOTSET")
-        auto = auto.decode() if isinstance(auto, bytes) else str(auto)
-        outs = [_conv_out(x[2 + i], kr[i], strides[i], dilations[i], (pads[i], pads[i + half]), auto)
-                for i in range(half)]
-    if one_d:  # a 1-D conv is a 2-D conv with one row
-        outs, kr, strides, dilations = [1] + outs, (1,) + tuple(kr), [1] + strides, [1] + dilations
-    (p, q), (r, s) = outs, kr
-    if min(p, q) < 1:
-        return "Conv (empty output)"
-    if group == 1:
-        kind, params = "conv2d", {"N": n, "K": m, "C": c}
-    elif group == c == m:
-        kind, params = "dwconv", {"N": n, "C": c}
-    else:
-        kind, params = "gconv", {"N": n, "G": group, "K": m // group, "C": c // group}
-    params.update({"P": p, "Q": q, "R": r, "S": s})
-    if strides[0] == strides[1] and dilations[0] == dilations[1]:
-        if strides[0] != 1:
-            params["stride"] = strides[0]
-        if dilations[0] != 1:
-            params["dilation"] = dilations[0]
-        return {"kind": kind, "params": params}
-    return _conv_statement(kind, params, strides, dilations)
-
-
-def _conv_statement(kind: str, params: dict, strides: list[int], dilations: list[int]) -> dict:
-    """A conv with different row and column strides/dilations, written as a statement."""
-    win = f"{strides[0]}*p+{dilations[0]}*r,{strides[1]}*q+{dilations[1]}*s"
-    dims = {"n": params["N"], "p": params["P"], "q": params["Q"], "r": params["R"], "s": params["S"]}
-    if kind == "conv2d":
-        st = f"O[n,k,p,q] += I[n,c,{win}] * W[k,c,r,s]"
-        dims |= {"k": params["K"], "c": params["C"]}
-    elif kind == "dwconv":
-        st = f"O[n,c,p,q] += I[n,c,{win}] * W[c,r,s]"
-        dims |= {"c": params["C"]}
-    else:
-        st = f"O[n,g,k,p,q] += I[n,g,c,{win}] * W[g,k,c,r,s]"
-        dims |= {"g": params["G"], "k": params["K"], "c": params["C"]}
-    return {"statement": st, "dims": dims}
-
-
-def _gemm(node, g: _Graph) -> dict | str:
-    a, b = g.shape(node.input[0]), g.shape(node.input[1])
-    if a is None or b is None or len(a) != 2 or len(b) != 2:
-        return "Gemm (unknown shape)"
-    at = _attrs(node)
-    m, k = (a[1], a[0]) if at.get("transA", 0) else a
-    n = b[0] if at.get("transB", 0) else b[1]
-    return {"kind": "gemm", "params": {"M": m, "K": k, "N": n}}
-
-
-def _matmul(node, g: _Graph) -> dict | str:
-    a, b = g.shape(node.input[0]), g.shape(node.input[1])
-    if a is None or b is None:
-        return "MatMul (unknown shape)"
-    a = (1,) + a if len(a) == 1 else a          # a vector times a matrix: one row
-    b = b + (1,) if len(b) == 1 else b          # a matrix times a vector: one column
-    (m, k), n = a[-2:], b[-1]
-    a_batch, b_batch = math.prod(a[:-2]), math.prod(b[:-2])
-    if b_batch == 1:  # shared right operand (weights): the left operand's batch folds into M
-        return {"kind": "gemm", "params": {"M": a_batch * m, "K": k, "N": n}}
-    y = g.shape(node.output[0])
-    batch = math.prod(y[:-2]) if y is not None and len(y) >= 2 else max(a_batch, b_batch)
-    if g.feeds_softmax(node.output[0]):
-        return {"kind": "attn_score", "params": {"H": batch, "L": m, "LK": n, "D": k}}
-    if g.from_softmax(node.input[0]):
-        return {"kind": "attn_context", "params": {"H": batch, "L": m, "LK": k, "D": n}}
-    return {"kind": "bmm", "params": {"B": batch, "M": m, "K": k, "N": n}}
-
-
-_HANDLERS = {"Conv": _conv, "Gemm": _gemm, "MatMul": _matmul}
-
-
-def import_onnx(path: str | Path, *, dtype: str | None = None, name: str | None = None) -> ImportResult:
-    """Read ONNX file ``path`` into an :class:`ImportResult` (raises one-line :class:`MapcError`).
+def import_onnx(path: str | Path, *, dtype: str | None = None, name: str | None = None,
+                allow_partial: bool = False) -> ImportResult:
+    """Read ONNX file ``path`` into an :class:`ImportResult` (raises one-line :class:`InputError`).
 
     ``dtype`` overrides the element type read from the graph (default: the input tensor's type,
-    int8 when it has none we know)."""
-    try:
-        import onnx
-        from onnx import shape_inference
-    except ImportError:
-        raise MapcError("mapc import needs the onnx package (pip install 'mapc[onnx]')") from None
+    int8 when it has none we know).  A MAC-carrying node that cannot be imported is an error
+    unless ``allow_partial``."""
+    require_onnx()  # before looking at the file: the missing package is the first thing to fix
     path = Path(path)
     if not path.is_file():
         raise InputError("ONNX file not found" if not path.exists() else "not a file", file=str(path))
-    try:
-        model = onnx.load(str(path))
-    except Exception as e:  # protobuf raises several types for a file that is not ONNX
-        raise InputError(f"not a readable ONNX model ({e.__class__.__name__}: {e})", file=str(path)) from None
-    symbolic = _fix_symbolic_inputs(model)
-    result = ImportResult(name=_safe_name(name or model.graph.name or path.stem), source=str(path),
-                          symbolic=sorted(set(symbolic)))
-    try:
-        model = shape_inference.infer_shapes(model)
-    except Exception as e:  # keep going: conv output sizes are then computed from the attributes
-        result.notes.append(f"shape inference failed ({e.__class__.__name__}), used the declared shapes")
-    g = _Graph(model.graph)
+    model, symbolic, notes = load_shapes(str(path))
+    result = ImportResult(name=_safe_name(name or path.stem), source=str(path), symbolic=sorted(set(symbolic)),
+                          notes=notes)
+    g = Shapes(model.graph, *declared_shapes(model.graph))
     used: set[str] = set()
     for i, node in enumerate(model.graph.node):
-        handler = _HANDLERS.get(node.op_type)
-        if handler is None:
+        handler = HANDLERS.get(node.op_type)
+        if handler is None or (node.op_type == "Einsum" and len(node.input) < 2):  # a transpose or sum
             result.skipped[node.op_type] += 1
             continue
-        layer = handler(node, g)
-        if isinstance(layer, str):
-            result.skipped[layer] += 1
+        macs = graph_macs(node, g)
+        layers = handler(node, g)
+        label = node_path(node, i)
+        if macs is None and not isinstance(layers, str):  # output shape unknown, sizes from attributes
+            macs = sum(layer_macs(layer) for _, layer in layers)
+        result.macs_graph += macs or 0
+        if isinstance(layers, str):
+            result.unimported.append(Unimported(label, node.op_type, layers, macs))
             continue
-        base = stem = _safe_name(node.name or f"{node.op_type.lower()}{i}")
-        n = 2
-        while stem in used:
-            stem, n = f"{base}_{n}", n + 1
-        used.add(stem)
+        base = _safe_name(label)
         elem = dtype or _DTYPES.get(g.elem.get(node.input[0], 0), "int8")
-        result.layers.append({"name": stem, **{k: v for k, v in layer.items() if k != "params"},
-                              "dtype": elem, **({"params": layer["params"]} if "params" in layer else {})})
+        for suffix, layer in layers:
+            stem = first = f"{base}.{suffix}" if suffix else base
+            n = 2
+            while stem.lower() in used:
+                stem, n = f"{first}_{n}", n + 1
+            used.add(stem.lower())
+            result.layers.append({"name": stem, **{k: v for k, v in layer.items() if k not in ("params", "repeat")},
+                                  "dtype": elem, **({"params": layer["params"]} if "params" in layer else {}),
+                                  **({"repeat": layer["repeat"]} if layer.get("repeat", 1) > 1 else {})})
     if not result.layers:
-        raise InputError("no Conv, Gemm or MatMul node with known shapes: nothing to compile", file=str(path))
+        what = f": {result.unimported_text()}" if result.unimported else ""
+        raise InputError(f"no MAC-carrying node could be imported{what}; nothing to compile"
+                         if result.unimported else "no Conv, Gemm, MatMul, Einsum or recurrent node: nothing "
+                         "to compile", file=str(path))
+    if result.unimported and not allow_partial:
+        raise InputError(result.unimported_text() + " (--allow-partial imports the rest)", file=str(path))
     return result

@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
-from passes import conformance, frontend, gemm_lowering, gemm_schedule, mdc_emit, mdc_limits, offchip, onchip
+from passes import conformance, decompose, frontend, gemm_lowering, gemm_schedule, mdc_emit, mdc_limits, offchip, onchip
 
 from . import explain as teaching
 from .context import Context, Options, PassRecord, Stage
@@ -42,6 +42,9 @@ PIPELINE: tuple[Pass, ...] = (
     Pass("conformance", conformance.run, Stage.PARSED, leaves="mdc_form"),
     # GEMM backend: lower to (batched) GEMM so that the off-chip pass tiles the GEMM itself
     Pass("gemm-lowering", gemm_lowering.run, Stage.CONFORMING, backend="gemm", leaves="lowered"),
+    # MDC backend: an op MDC cannot hold in one layer becomes parts, each compiled by the passes
+    # below; when parts win, the op is lowered here and the per-op passes below do not run
+    Pass("decompose", decompose.run, Stage.CONFORMING, backend="mdc", leaves="decomposition"),
     # MDC backend: tile caps and MAESTRO's step model for the off-chip search
     Pass("mdc-limits", mdc_limits.run, Stage.CONFORMING, backend="mdc", leaves="offchip_hints"),
     Pass("offchip", offchip.run, Stage.CONFORMING, leaves="offchip"),
@@ -120,6 +123,8 @@ def run_pipeline(op_path: Path, target, options: Options = Options(), *, stop_af
     for p in PIPELINE:
         if p.backend not in (None, backend):
             continue
+        if ctx.stage is Stage.LOWERED:  # lowered early (a decomposed op): nothing left to do
+            break
         if ctx.stage < p.requires:  # pragma: no cover - a pipeline-order bug, not user input
             raise RuntimeError(f"pass {p.name} needs stage {p.requires.name}, context is at {ctx.stage.name}")
         start = time.perf_counter()

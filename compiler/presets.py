@@ -39,6 +39,18 @@ PRESETS: dict[str, Preset] = {
         "O[n,g,k,p,q] += I[n,g,c," + _CONV_WINDOW + "] * W[g,k,c,r,s]",
         {"n": "N", "g": "G", "k": "K", "c": "C", "p": "P", "q": "Q", "r": "R", "s": "S"},
         "grouped convolution; K and C are per group"),
+    "conv_transpose": Preset(
+        {"N": 1, "K": None, "C": None, "H": None, "W": None, "R": None, "S": None, "stride": 1, "dilation": 1},
+        "O[n,k,{stride}*h+{dilation}*r,{stride}*w+{dilation}*s] += I[n,c,h,w] * W[c,k,r,s]",
+        {"n": "N", "k": "K", "c": "C", "h": "H", "w": "W", "r": "R", "s": "S"},
+        "transposed convolution (scatter form): H, W are input rows/cols, the output is every "
+        "element the scatter reaches (padding only crops it)"),
+    "conv3d": Preset(
+        {"N": 1, "K": None, "C": None, "D": None, "P": None, "Q": None, "T": None, "R": None, "S": None,
+         "stride": 1, "dilation": 1},
+        "O[n,k,d,p,q] += I[n,c,{stride}*d+{dilation}*t," + _CONV_WINDOW + "] * W[k,c,t,r,s]",
+        {"n": "N", "k": "K", "c": "C", "d": "D", "p": "P", "q": "Q", "t": "T", "r": "R", "s": "S"},
+        "3-D convolution; D, P, Q are output depth/rows/cols, T, R, S the filter"),
     "gemm": Preset(
         {"M": None, "N": None, "K": None},
         "O[m,n] += I[m,k] * W[k,n]",

@@ -40,7 +40,9 @@ class Workload:
 
     def union(self) -> Model:
         """All layers of all models in one model (names from :meth:`layer_name`)."""
-        return Model(self.name, tuple(replace(l, name=self.layer_name(m, l)) for m in self.models for l in m.layers))
+        coverage = self.models[0].coverage if len(self.models) == 1 else None    # from `mapc import`
+        return Model(self.name, tuple(replace(l, name=self.layer_name(m, l)) for m in self.models for l in m.layers),
+                     coverage=coverage)
 
 
 def load_workload(path: Path) -> Workload:

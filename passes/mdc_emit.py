@@ -37,11 +37,14 @@ class MdcOutput:
         return {"metrics": self.metrics, "bounds": self.bounds}
 
 
-def bounds(ctx: Context) -> dict:
-    """Compute, DRAM (compulsory traffic over off-chip bandwidth) and roofline cycles."""
+def bounds(ctx: Context, compulsory_elements: int | None = None) -> dict:
+    """Compute, DRAM (compulsory traffic over off-chip bandwidth) and roofline cycles; the
+    compulsory traffic is the off-chip plan's unless given (a decomposed op has one per part)."""
     op, t = ctx.source_op or ctx.op, ctx.target
     compute = math.ceil(op.macs / (t.num_pes * t.num_chiplets * t.macs_per_pe))
-    dram = math.ceil(ctx.offchip.compulsory_elements / t.offchip_bw)  # elements each tensor touches
+    if compulsory_elements is None:
+        compulsory_elements = ctx.offchip.compulsory_elements  # elements each tensor touches
+    dram = math.ceil(compulsory_elements / t.offchip_bw)
     return {"compute_cycles": compute, "dram_cycles": dram, "roofline_cycles": max(compute, dram)}
 
 

@@ -5,14 +5,11 @@ import pytest
 
 from compiler.errors import ConformanceError, InputError
 from compiler.frontend import build_op
-from passes.conformance import CHECKS, classify
+from passes.conformance import conform, problems
 
 
 def verdict(statement: str, dims: dict[str, int]):
-    op = build_op("t", statement, dims)
-    for check in CHECKS:
-        check(op)
-    return classify(op)
+    return conform(build_op("t", statement, dims), decompose=False)
 
 
 ACCEPTED = [
@@ -21,8 +18,6 @@ ACCEPTED = [
      "CONV", {"K": "k", "C": "c", "Y": "p", "R": "r", "X": "q", "S": "s", "N": "n"}),
     ("O[n,k,p,q] += I[n,c,2*p+r,2*q+s] * W[k,c,r,s]", dict(n=1, k=4, c=3, p=5, q=5, r=7, s=7),
      "CONV", {"Y": "p", "R": "r"}),
-    ("O[k,p,q] += I[c,p+2*r,q+2*s] * W[k,c,r,s]", dict(k=4, c=3, p=5, q=5, r=3, s=3),
-     "CONV", {"Y": "p", "R": "r"}),                                   # dilation 2
     ("O[n,k,p,q] += I[n,c,p,q] * W[k,c]", dict(n=1, k=8, c=4, p=7, q=7),
      "CONV", {"Y": "p", "X": "q", "N": "n"}),                         # 1x1 conv without r, s
     ("O[n,k,p,q] += I[n,c,2*p,2*q] * W[k,c]", dict(n=1, k=8, c=4, p=7, q=7),
@@ -69,6 +64,7 @@ REJECTED = [
     ("O[a,b,c,d,k] += I[a,b,c,d,r] * W[k,r]", dict(a=2, b=2, c=2, d=2, k=2, r=2), ["a, b", "one N"]),
     ("O[k,p,q,t] += I[p+r,q+s,t+u] * W[k,r,s,u]", dict(k=2, p=3, q=3, t=3, r=2, s=2, u=2),
      ["3 sliding-window axes"]),
+    ("O[k,2*h+r] += I[c,h] * W[c,k,r]", dict(k=2, c=2, h=3, r=3), ["tensor O", "2*h+r", "scatter"]),
     ("O[g,h,p] += I[g,h,p+r] * W[g,h,r]", dict(g=2, h=2, p=3, r=2), ["g, h", "all three"]),
 ]
 
@@ -80,3 +76,33 @@ def test_rejected(statement, dims, words):
     message = str(info.value)
     for word in words:
         assert word in message, message
+
+
+DECOMPOSABLE = [
+    # (statement, dims, kinds of the problems the MDC backend's decompose pass rewrites)
+    ("O[k,p,q] += I[c,p+2*r,q+2*s] * W[k,c,r,s]", dict(k=4, c=3, p=5, q=5, r=3, s=3),
+     ["dilation", "dilation"]),
+    ("O[n,k,2*h+r,2*w+s] += I[n,c,h,w] * W[c,k,r,s]", dict(n=1, k=2, c=3, h=4, w=4, r=3, s=3),
+     ["scatter", "scatter"]),
+    ("O[n,k,d,p,q] += I[n,c,d+t,p+r,q+s] * W[k,c,t,r,s]", dict(n=1, k=2, c=2, d=3, p=3, q=3, t=2, r=2, s=2),
+     ["windows"]),
+]
+
+
+@pytest.mark.parametrize("statement,dims,kinds", DECOMPOSABLE)
+def test_decomposable_problems_leave_no_form(statement, dims, kinds):
+    op = build_op("t", statement, dims)
+    assert [p.kind for p in problems(op)] == kinds and all(p.decomposable for p in problems(op))
+    assert conform(op) is None
+    with pytest.raises(ConformanceError):
+        conform(op, decompose=False)
+
+
+def test_every_problem_is_reported_at_once():
+    op = build_op("t", "O[p,k] += I[p+1,2*q] * W[k,k]", dict(p=3, k=2, q=2))
+    with pytest.raises(ConformanceError) as info:
+        conform(op)
+    message = str(info.value)
+    for words in ("two axes of W", "constant offsets", "strided subscript must use an output dim",
+                  "'q' indexes only tensor I"):
+        assert words in message, message

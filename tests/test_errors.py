@@ -21,7 +21,7 @@ BAD_OPS = [
     ("non-affine", "statement: O[p,k] += I[p*q] * W[k,q]\ndims: {p: 3, q: 3, k: 2}\n",
      ["non-affine", "p*q", "column"]),
     ("syntax", "statement: O[m,n] += I[m,k] ** W[k,n]\ndims: {m: 4, n: 4, k: 4}\n", ["syntax error", "column"]),
-    ("unknown-preset", "kind: conv3d\nparams: {K: 1}\n", ["unknown kind 'conv3d'", "line 1"]),
+    ("unknown-preset", "kind: conv4d\nparams: {K: 1}\n", ["unknown kind 'conv4d'", "line 1"]),
     ("preset-missing-param", "kind: gemm\nparams: {M: 4, N: 4}\n", ["params.K"]),
     ("preset-unknown-param", "kind: gemm\nparams: {M: 4, N: 4, K: 4, Z: 1}\n", ["params.Z"]),
     ("bad-dtype", GOOD + "dtype: int7\n", ["unknown dtype 'int7'", "line 4"]),

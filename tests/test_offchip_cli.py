@@ -71,12 +71,14 @@ def test_smallest_l2_that_fits_gives_unit_tiles(run_cli, write, tmp_path):
 
 
 def test_mdc_needs_whole_filter_taps(run_cli, write, tmp_path):
-    """MDC's R/S rule: a 3x3 conv's smallest L2 tiles hold whole 3x3 windows (O 1, I 9, W 9)."""
-    target = write("tiny.yaml", TINY % 37)
+    """MDC's R/S rule: a 3x3 conv's smallest L2 tiles hold whole 3x3 windows (O 1, I 9, W 9)
+    (with an L1 that holds them too: a smaller one splits the filter into tap groups)."""
+    tiny = TINY.replace("l1_bytes_per_pe: 16", "l1_bytes_per_pe: 64")
+    target = write("tiny.yaml", tiny % 37)
     code, out, err = run_cli("compile", EXAMPLES / "conv3x3.yaml", "--target", target, "-o", tmp_path / "o")
     assert code == 2
     assert "tensor W" in err and "smallest tile the backend allows" in err and "short by 1 B" in err
-    target = write("tiny.yaml", TINY % 38)
+    target = write("tiny.yaml", tiny % 38)
     code, out, err = run_cli("compile", EXAMPLES / "conv3x3.yaml", "--target", target, "-o", tmp_path,
                              "--stop-after", "offchip")
     assert code == 0, err

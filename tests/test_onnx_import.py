@@ -54,22 +54,26 @@ def test_conv_variants_and_gemm(cnn):
     assert by["stem_conv"] == {"name": "stem_conv", "kind": "conv2d", "dtype": "fp32",
                                "params": {"N": 1, "K": 16, "C": 3, "P": 16, "Q": 16, "R": 7, "S": 7, "stride": 2}}
     assert by["dw"]["kind"] == "dwconv" and by["dw"]["params"] == {"N": 1, "C": 16, "P": 16, "Q": 16, "R": 3, "S": 3}
-    assert by["grouped"]["kind"] == "gconv"
-    assert by["grouped"]["params"] == {"N": 1, "G": 4, "K": 8, "C": 4, "P": 16, "Q": 16, "R": 3, "S": 3,
-                                       "dilation": 2}
-    assert by["rect"]["statement"] == "O[n,k,p,q] += I[n,c,1*p+1*r,2*q+1*s] * W[k,c,r,s]"
+    # dilation and unequal strides are statements (a decomposition makes them MDC layers)
+    assert by["grouped"]["statement"] == "O[n,g,k,p,q] += I[n,g,c,p+2*r,q+2*s] * W[g,k,c,r,s]"
+    assert by["grouped"]["dims"] == {"n": 1, "p": 16, "q": 16, "r": 3, "s": 3, "g": 4, "k": 8, "c": 4}
+    assert by["rect"]["statement"] == "O[n,k,p,q] += I[n,c,p+r,2*q+s] * W[k,c,r,s]"
     assert by["rect"]["dims"] == {"n": 1, "p": 16, "q": 7, "r": 1, "s": 3, "k": 8, "c": 32}
     assert by["fc"] == {"name": "fc", "kind": "gemm", "dtype": "fp32", "params": {"M": 1, "K": 8, "N": 10}}
-    assert r.skipped_line() == "skipped 3 unsupported node(s): Flatten, GlobalAveragePool, Relu"
+    assert r.skipped_line() == "skipped 3 node(s) without MACs: Flatten, GlobalAveragePool, Relu"
+    macs = 16 * 16 * 16 * 3 * 49 + 16 * 16 * 16 * 9 + 16 * 16 * 32 * 4 * 9 + 16 * 7 * 8 * 32 * 3 + 8 * 10
+    assert r.coverage() == {"macs_imported": macs, "macs_graph": macs, "fraction": 1.0, "complete": True,
+                            "skipped": []}
 
 
 def test_written_file_loads_as_a_model(cnn, tmp_path, run_cli):
     out = tmp_path / "m" / "tinycnn.yaml"
     code, stdout, stderr = run_cli("import", cnn, "-o", out, "--dtype", "int8")
     assert code == 0, stderr
-    assert "mapc: import: skipped 3 unsupported node(s)" in stderr
-    assert "tinycnn: 5 layers (conv2d x1, dwconv x1, gconv x1, statement x1, gemm x1)" in stdout
+    assert "mapc: import: skipped 3 node(s) without MACs" in stderr
+    assert "tinycnn: 5 layers (statement x2, conv2d x1, dwconv x1, gemm x1), 1,019,984 MACs (100 % of" in stdout
     model = load_model(out)
+    assert model.macs == 1_019_984 and model.coverage["macs_graph"] == 1_019_984
     assert [l.name for l in model.layers] == ["stem_conv", "dw", "grouped", "rect", "fc"]
     assert {l.op.dtype for l in model.layers} == {"int8"}
     stem = model.layers[0].op
@@ -125,7 +129,7 @@ def test_errors(tmp_path, run_cli):
     assert code == 2 and err.startswith(f"mapc: error: {bad}: not a readable ONNX model") and err.count("\n") == 1
     relu_only = _save(tmp_path, [helper.make_node("Relu", ["x"], ["y"])], [("x", [1, 4])], ["y"], [], name="relu")
     code, _, err = run_cli("import", relu_only, "-o", tmp_path / "m.yaml")
-    assert code == 2 and "no Conv, Gemm or MatMul node" in err
+    assert code == 2 and "no Conv, Gemm, MatMul, Einsum or recurrent node" in err
     assert not (tmp_path / "m.yaml").exists()
 
 
@@ -135,10 +139,12 @@ def test_imported_model_compiles_end_to_end(cnn, tmp_path, run_cli):
     code, _, stderr = run_cli("import", cnn, "-o", model, "--dtype", "int8")
     assert code == 0, stderr
     out = tmp_path / "out"
-    # MDC has no dilation: the dilated grouped conv is refused by name, nothing is written ...
-    code, _, stderr = run_cli("compile", model, "--target", "edge", "-o", out, "--plot")
-    assert code == 2 and "layer grouped" in stderr and "dilation 2" in stderr and not out.exists()
-    # ... while the GEMM backend (im2col) maps every layer
+    # MDC has no dilation: the dilated grouped conv becomes its dilation-1 phases, with exact MACs ...
+    code, _, stderr = run_cli("compile", model, "--target", "edge", "-o", tmp_path / "edge")
+    assert code == 0, stderr
+    grouped = json.loads((tmp_path / "edge" / "grouped.report.json").read_text())
+    assert grouped["decomposition"]["plan"] == "phases" and grouped["metrics"]["macs"] == grouped["macs"]
+    # ... and the GEMM backend (im2col) maps every layer as it is
     code, _, stderr = run_cli("compile", model, "--target", "systolic", "-o", out, "--plot")
     assert code == 0, stderr
     report = json.loads((out / "model.report.json").read_text())
