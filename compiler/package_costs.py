@@ -103,8 +103,9 @@ def compile_package(path: Path, target: Target, options: Options = Options(), *,
                 chain.append(ChainLayer(name, stem_of[workload.layer_name(m, l)], out.size,
                                         out.size * out.element_bytes, w))
         chains.append(Chain(m.name, tuple(chain)))
-    return PackageCompile(workload, result, Problem(pkg, tuple(chains), costs), results,
-                          _bound(workload, target, pkg, {l: results[stem, pkg.kinds[0], n] for l, stem in stem_of.items()}))
+    full = {l: results[stem, pkg.kinds[0], n] for l, stem in stem_of.items()}
+    bound = _bound(workload, target, pkg, full) if not result.failures else 0   # no schedule then
+    return PackageCompile(workload, result, Problem(pkg, tuple(chains), costs), results, bound)
 
 
 def _cycles(r: LayerResult) -> float:
