@@ -209,10 +209,13 @@ def run(ctx: Context) -> Context:
             if best is not None and time.perf_counter() > deadline:
                 status = "FEASIBLE"
                 break
-            found = om.search(model, extents, capacity, s, link_weight, tie, caps=caps, step=step)
+            found = om.search(model, extents, capacity, s, link_weight, tie, caps=caps, step=step,
+                              deadline=deadline)
             if found is None:
                 continue
             evaluated += found.evaluated
+            if not found.exhaustive:
+                status = "FEASIBLE"
             if best is None or found.key + (i,) < best.key + (best_split[0],):
                 best, best_split = found, (i, s)
         return best, best_split, status, evaluated
