@@ -373,7 +373,7 @@ def search(model: TrafficModel, extents: Mapping[str, int], capacity_bytes: int,
     return Best(*best, evaluated=int(keep.sum()) * len(classes), exhaustive=exhaustive)
 
 
-GRID_LIMIT = 2 ** 20   # tile vectors ranked at once (~0.3 GB of int64 columns); 65536^3 GEMMs fit
+GRID_LIMIT = 2 ** 18   # tile vectors ranked at once (tens of MB of int64 columns); 65536^3 GEMMs fit
 
 
 def thin(cand: dict[str, np.ndarray], dims: Sequence[str], limit: int = GRID_LIMIT) -> bool:
