@@ -12,7 +12,9 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 BAD = [0, -1, 2 ** 31, 10 ** 30, 1.5, float("inf"), float("nan"), "x", "", [1], {"a": 1}, True, None]
 value = st.one_of(st.integers(1, 24), st.integers(1, 24), st.sampled_from(BAD))
-name = st.text(alphabet="abcxyz_0123456789", min_size=1, max_size=8)   # path-safe names only
+name = st.one_of(st.text(alphabet="abcxyz_0123456789", min_size=1, max_size=8), st.text(min_size=1, max_size=8),
+                st.sampled_from(["../escaped", "/tmp/abs", ".hidden", "edge.hw", "small.hw", "a/b", "x..y",
+                                 "\u00fcn\u00ef", "a-b", "a b", "op.report", ".."]))
 STATEMENTS = {
     "O[m,n] += I[m,k] * W[k,n]": "mnk",
     "O[k,p,q] += I[c,2*p+r,2*q+s] * W[k,c,r,s]": "kpqcrs",
