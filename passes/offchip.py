@@ -237,7 +237,10 @@ def run(ctx: Context) -> Context:
     traffic, link = om.dram_traffic(model, extents, best.tiles, order, split)
     recomputed = weight.denominator * sum(t.element_bytes * traffic[t.name] for t in model.tensors) \
         + weight.numerator * model.output.element_bytes * link
-    if recomputed != objective:  # the search and the plain model must agree on the chosen point
+    # The search and the plain model agree on the chosen point, except that a search stopped
+    # before its last order class may hold a class that over-estimates (offchip_model, point 2);
+    # the traffic reported is then the plain model's, which is lower.
+    if recomputed != objective and not (status == "FEASIBLE" and recomputed < objective):
         raise RuntimeError(f"offchip: search objective {objective} != model {recomputed}")
     space = sum(math.prod(s.part_extents(extents).values()) for s in candidates) * math.factorial(len(extents))
     schedule = OffchipSchedule(

@@ -281,3 +281,14 @@ def test_a_one_mac_op_compiles(target, write, run_cli, tmp_path):
     assert code == 0, err
     report = json.loads((out / "one.report.json").read_text())
     assert report["macs"] == 1 and report["metrics"]["runtime_cycles"] >= 1
+
+
+def test_a_search_stopped_between_order_classes_reports_the_true_traffic(write, run_cli, tmp_path):
+    """Stopped after its first order class, the off-chip search may hold a class that over-estimates
+    the traffic; the plan is kept (FEASIBLE) with the plain model's traffic, not an internal error."""
+    text = "statement: O[k,p,q] += I[c,2*p+r,2*q+s] * W[k,c,r,s]\ndims: {k: 6, p: 6, q: 5, c: 12, r: 6, s: 3}\n"
+    out = tmp_path / "out"
+    code, _, err = run_cli("compile", write("s.yaml", text), "--target", "edge", "-o", out, "--time-limit", "0.01")
+    assert code == 0, err
+    off = json.loads((out / "s.report.json").read_text())["offchip"]
+    assert off["dram_traffic_elements"]["total"] >= off["compulsory_elements"]["total"]
