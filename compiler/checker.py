@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
 from compiler.costmodel_vec import analytical_macs, evaluate_layer, runtime_counts_every_mac
-from compiler.costmodel_coverage import Coverage, coverage
+from compiler.costmodel_coverage import Coverage, CoverageTooLarge, coverage
 from compiler.costmodel_vec_levels import CONV_TYPES, OVERLAP, layer_levels, layer_tensors
 from compiler.errors import MapcError
 from compiler.mdc import (LAYER_TYPES, ClusterDirective, Directive, HwConfig, MdcFile, MdcLayer,
@@ -304,6 +304,8 @@ def check_mac_coverage(layer: MdcLayer, hw: HwConfig | None) -> list[Violation]:
     num_pes = hw.num_pes if hw else 1 << 20
     try:
         cov = coverage(layer, num_pes)
+    except CoverageTooLarge as e:
+        return [_v(layer, None, "S6", e.msg)]
     except MapcError:
         return []
     if not cov.exact:

@@ -16,12 +16,15 @@ so the walk runs per group of coupled dimensions and multiplies.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from itertools import product
 
 import numpy as np
 
 from compiler.costmodel_vec_levels import OVERLAP, layer_levels
+from compiler.coverage_count import disjoint, tile_counts
+from compiler.errors import MappingError
 from compiler.mdc import MdcLayer, resolve_layer
 
 
@@ -77,8 +80,41 @@ def _groups(spec, dims: list[str]) -> list[list[str]]:
     return list(groups.values())
 
 
-def coverage(layer: MdcLayer, num_pes: int, constants=None) -> Coverage:
-    """Walk the tiles of ``layer`` on ``num_pes`` PEs and count the MAC points visited."""
+WALK_LIMIT = 10 ** 6        # tiles the exact walk may visit (about 10 s of Python)
+POINT_LIMIT = 2 * 10 ** 7   # MAC points of one group it may count in memory (int64 each)
+
+
+class CoverageTooLarge(MappingError):
+    """The tiles may overlap, so only the walk decides coverage, and it is too large to run."""
+
+
+def _counted(spec, group: list[str], full: dict, stride: dict, declared: set,
+             out_extent: dict) -> tuple[int, int, int] | None:
+    """(visited, points, covered) of ``group`` in closed form when its leaf tiles are disjoint
+    (:mod:`compiler.coverage_count`), else None after checking the walk is affordable."""
+    levels = [[(d.spatial, d.size, d.ofs, d.var) for d in lvl if d.var in group]
+              for lvl in spec.levels]
+    refs = [d for d in group if spec.conv and d in OVERLAP]
+    shape = [out_extent[d] if d in refs else full[d] for d in group]
+    points = math.prod(shape)
+    if all(d in declared for d in refs):
+        windows = {d: (stride.get(d, 1), full[OVERLAP[d]]) for d in refs}
+        if disjoint(levels, group, full, windows):
+            counts = tile_counts(levels, group, full, windows)
+            if counts is not None:
+                return counts[1], points, counts[1]
+    counts = tile_counts(levels, group, full, {})
+    if (counts is not None and counts[0] > WALK_LIMIT) or points > POINT_LIMIT:
+        tiles = f"{counts[0]:,} tiles" if counts is not None else "its tiles"
+        raise CoverageTooLarge(f"MAC coverage of dims {', '.join(group)} needs a walk over {tiles} "
+                               f"and {points:,} MAC points (limits {WALK_LIMIT:,} and {POINT_LIMIT:,}): "
+                               "overlapping tiles this large are not checked")
+    return None
+
+
+def coverage(layer: MdcLayer, num_pes: int, constants=None, closed_form: bool = True) -> Coverage:
+    """Walk the tiles of ``layer`` on ``num_pes`` PEs and count the MAC points visited (groups
+    whose tiles cannot overlap are counted by shape instead, unless ``closed_form`` is False)."""
     layer = resolve_layer(layer, constants)
     spec = layer_levels(layer, num_pes)
     full = spec.full_dims
@@ -93,6 +129,10 @@ def coverage(layer: MdcLayer, num_pes: int, constants=None) -> Coverage:
                 else full[ref + "'"]
     visited = points = covered = 1
     for group in _groups(spec, tile_dims):
+        counted = _counted(spec, group, full, stride, declared, out_extent) if closed_form else None
+        if counted is not None:
+            visited, points, covered = (a * b for a, b in zip((visited, points, covered), counted))
+            continue
         boxes = [{d: (0, full[d]) for d in group}]
         for lvl in spec.levels:
             new = []

@@ -8,6 +8,7 @@ the bounds of the image of the domain under each access map.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from functools import lru_cache
 from importlib import resources
@@ -20,11 +21,14 @@ from .errors import InputError, MapcError
 from .ir import AffineIndex, Dim, Op, Role, Tensor, Window
 from .presets import PRESETS
 from .outputs import check_name, file_stem
-from .yamlio import LocDict, check_keys, load_yaml_mapping, positive_int, read_text
+from .schema import DTYPE_BYTES, MAX_INT as MAX_EXTENT, op_schema, validate
+from .yamlio import LocDict, check_keys, load_yaml_mapping, read_text
 
-DTYPE_BYTES = {"int4": 1, "int8": 1, "uint8": 1, "int16": 2, "fp16": 2, "bf16": 2,
-               "int32": 4, "fp32": 4}
-OP_KEYS = ("name", "statement", "dims", "kind", "params", "dtype", "tensor_dtypes")
+#: Largest MAC count (product of the extents): integers stay exact in float64 and leave int64
+#: 2^10 of headroom for the cost models' products of counts (a 65536-cubed GEMM is 2^48).
+MAX_MACS = 2 ** 53
+
+OP_KEYS = tuple(op_schema().fields)
 
 
 @lru_cache(maxsize=1)
@@ -34,18 +38,35 @@ def _parser() -> lark.Lark:
 
 
 def _fold(tree: lark.Tree | lark.Token, text: str) -> tuple[dict[str, int], int]:
-    """Fold an index expression into ``({dim: coef}, const)`` or raise on a non-affine term."""
-    if isinstance(tree, lark.Token):  # pragma: no cover - the grammar wraps tokens
-        raise AssertionError(tree)
-    kind = tree.data
-    if kind == "var":
-        return {str(tree.children[0]): 1}, 0
-    if kind == "const":
-        return {}, int(tree.children[0])
+    """Fold an index expression into ``({dim: coef}, const)`` or raise on a non-affine term.
+
+    Iterative (an explicit stack), so a 5000-term sum folds like a short one."""
+    done: dict[int, tuple[dict[str, int], int]] = {}
+    stack: list[tuple[lark.Tree, bool]] = [(tree, False)]
+    while stack:
+        node, expanded = stack.pop()
+        if isinstance(node, lark.Token):  # pragma: no cover - the grammar wraps tokens
+            raise AssertionError(node)
+        kind = node.data
+        if kind == "var":
+            done[id(node)] = {str(node.children[0]): 1}, 0
+        elif kind == "const":
+            done[id(node)] = {}, int(node.children[0])
+        elif not expanded:
+            stack.append((node, True))
+            stack.extend((c, False) for c in node.children)
+        else:
+            done[id(node)] = _combine(node, [done.pop(id(c)) for c in node.children], text)
+    return done[id(tree)]
+
+
+def _combine(node: lark.Tree, parts: list[tuple[dict[str, int], int]], text: str) -> tuple[dict[str, int], int]:
+    """One step of :func:`_fold`: ``neg``, ``add``, ``sub`` or ``mul`` of folded children."""
+    kind = node.data
     if kind == "neg":
-        terms, const = _fold(tree.children[0], text)
+        terms, const = parts[0]
         return {d: -c for d, c in terms.items()}, -const
-    left, right = (_fold(c, text) for c in tree.children)
+    left, right = parts
     if kind in ("add", "sub"):
         sign = 1 if kind == "add" else -1
         terms = dict(left[0])
@@ -54,9 +75,9 @@ def _fold(tree: lark.Tree | lark.Token, text: str) -> tuple[dict[str, int], int]
         return terms, left[1] + sign * right[1]
     if kind == "mul":
         if left[0] and right[0]:
-            expr = text[tree.meta.start_pos:tree.meta.end_pos]
+            expr = text[node.meta.start_pos:node.meta.end_pos]
             raise InputError(f"non-affine index '{expr}': a product of loop variables",
-                             place=f"statement column {tree.meta.column}")
+                             place=f"statement column {node.meta.column}")
         scale, (terms, const) = (left[1], right) if not left[0] else (right[1], left)
         return {d: scale * c for d, c in terms.items()}, scale * const
     raise AssertionError(kind)  # pragma: no cover
@@ -88,25 +109,18 @@ def parse_statement(text: str) -> tuple[tuple[str, tuple[AffineIndex, ...]], str
 
 
 def _expand_preset(data: LocDict, file: str) -> tuple[str, dict[str, int], str]:
-    kind = data["kind"]
-    if kind not in PRESETS:
-        raise InputError(f"unknown kind '{kind}' (known: {', '.join(PRESETS)})", file=file,
-                         place=data.place("kind"))
+    kind = data["kind"]    # a known kind, an integer per parameter: the schema checked both
     for clash in ("statement", "dims"):
         if clash in data:
             raise InputError(f"'{clash}' cannot be combined with 'kind' (a preset writes its own)",
                              file=file, place=data.place(clash))
     preset = PRESETS[kind]
-    params = data.get("params", LocDict())
-    if not isinstance(params, dict):
-        raise InputError("'params' must be a mapping", file=file, place=data.place("params"))
-    if not isinstance(params, LocDict):
-        params = LocDict(params)
+    params = data.get("params") or LocDict()
     check_keys(params, preset.params, file, where="params.")
     values: dict[str, int] = {}
     for key, default in preset.params.items():
         if key in params:
-            values[key] = positive_int(params, key, file, where="params.")
+            values[key] = params[key]
         elif isinstance(default, int):
             values[key] = default
         elif isinstance(default, str):
@@ -131,30 +145,15 @@ def op_from_mapping(data: LocDict, file: str, default_name: str = "op") -> Op:
     """Build an :class:`Op` from an already-loaded op mapping (the keys of :data:`OP_KEYS`).
 
     ``file`` is only used to attribute errors; ``default_name`` is used when ``name`` is absent."""
-    check_keys(data, OP_KEYS, file)
+    validate(data, op_schema(), file)
     name = data.get("name", default_name)
-    if not isinstance(name, str) or not name.strip() or any(c.isspace() for c in name):
-        raise InputError("'name' must be a non-empty string without spaces", file=file, place=data.place("name"))
     if "kind" in data:
         statement, dims, kind = _expand_preset(data, file)
     else:
         check_keys(data, OP_KEYS, file, required=("statement", "dims"))
-        statement, kind = data["statement"], None
-        if not isinstance(statement, str):
-            raise InputError("'statement' must be a string", file=file, place=data.place("statement"))
-        raw = data["dims"]
-        if not isinstance(raw, LocDict):
-            raise InputError("'dims' must be a mapping of loop variable to extent", file=file,
-                             place=data.place("dims"))
-        dims = {str(k): positive_int(raw, k, file, where="dims.") for k in raw}
+        statement, dims, kind = data["statement"], dict(data["dims"]), None
     dtype = data.get("dtype", "int8")
-    if dtype not in DTYPE_BYTES:
-        raise InputError(f"unknown dtype '{dtype}' (known: {', '.join(DTYPE_BYTES)})", file=file,
-                         place=data.place("dtype"))
-    tensor_dtypes = data.get("tensor_dtypes", {}) or {}
-    if not isinstance(tensor_dtypes, dict):
-        raise InputError("'tensor_dtypes' must map tensor names to dtypes", file=file,
-                         place=data.place("tensor_dtypes"))
+    tensor_dtypes = data.get("tensor_dtypes") or {}
     try:
         return build_op(name, statement, dims, dtype, tensor_dtypes, kind)
     except MapcError as e:
@@ -182,6 +181,19 @@ def build_op(name: str, statement: str, dims: dict[str, int], dtype: str = "int8
             raise InputError(f"dim '{d}' indexes no tensor of the statement", place=f"dims.{d}")
         if isinstance(e, bool) or not isinstance(e, int) or e < 1:
             raise InputError(f"extent of '{d}' must be a positive integer, got {e!r}", place=f"dims.{d}")
+        if e > MAX_EXTENT:
+            raise InputError(f"extent of '{d}' is {e:,}; mapc supports extents up to {MAX_EXTENT:,} "
+                             "(MAESTRO reads dimensions as 32-bit integers)", place=f"dims.{d}")
+    macs = math.prod(dims[d] for d in order)
+    if macs > MAX_MACS:
+        raise InputError(f"the op has {macs:.3g} MACs; mapc supports up to 2^53 ({MAX_MACS:.3g}) "
+                         "so that its cost models count exactly", place="dims")
+    for tname, idx, _ in accesses:
+        for a, sub in enumerate(idx):
+            span = abs(sub.const) + sum(abs(c) * (dims[d] - 1) for d, c in sub.terms) + 1
+            if span > MAX_EXTENT:
+                raise InputError(f"tensor {tname} index {a} spans {span:,} elements; mapc supports "
+                                 f"tensor extents up to {MAX_EXTENT:,}", place="statement")
     tensor_dtypes = tensor_dtypes or {}
     for t in tensor_dtypes:
         if t not in names:

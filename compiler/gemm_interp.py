@@ -144,10 +144,42 @@ def run_schedule(s: Schedule, a: np.ndarray, b: np.ndarray, *, granularity: str 
     return c, counts, bodies, tuple(sorted(overflows))
 
 
+#: What one ``mapc verify`` may take: operand elements held as float64 (1 GiB) and loop bodies
+#: executed (about a minute of Python at element granularity).
+MAX_ELEMENTS = 2 ** 27
+MAX_BODIES = 10 ** 6
+
+
+def work(s: Schedule, granularity: str = "tile") -> tuple[int, int]:
+    """(elements of A, B and C, bodies the walk executes) of a run, computed without running it:
+    the loops on one dim cut its range independently of the others, and the pieces of a range
+    depend only on its length."""
+    ext = s.extents
+    elements = sum(math.prod(ext[d] for d in s.operand(r).dims) for r in ("A", "B", "C"))
+    n_above_array = sum(1 for lp in s.loops if lp.level in (Level.CHIPLET, Level.DRAM, Level.L2))
+    loops = s.loops[:n_above_array] if granularity == "tile" else s.loops
+
+    def pieces(steps: tuple[int, ...], length: int) -> int:
+        if not steps:
+            return 1
+        full, rest = divmod(length, steps[0])
+        return full * pieces(steps[1:], steps[0]) + (pieces(steps[1:], rest) if rest else 0)
+    bodies = math.prod(pieces(tuple(lp.step for lp in loops if lp.dim == d), e) for d, e in ext.items())
+    return elements, bodies
+
+
 def verify(s: Schedule, *, seed: int = 0, granularity: str = "tile") -> VerifyResult:
-    """Run ``s`` on random integer matrices and compare with the direct product and the claims."""
+    """Run ``s`` on random integer matrices and compare with the direct product and the claims.
+
+    Refuses (:class:`ScheduleError`, with the sizes) a run above :data:`MAX_ELEMENTS` or
+    :data:`MAX_BODIES` rather than exhausting memory or running for hours."""
     if granularity not in ("tile", "element"):
         raise ScheduleError(f"unknown granularity '{granularity}'")
+    elements, bodies = work(s, granularity)
+    if elements > MAX_ELEMENTS or bodies > MAX_BODIES:
+        hint = "; without --element it walks array tiles only" if granularity == "element" else ""
+        raise ScheduleError(f"too large to execute: {elements:,} matrix elements (limit {MAX_ELEMENTS:,}) "
+                            f"and {bodies:,} {granularity} steps (limit {MAX_BODIES:,}){hint}")
     a, b = random_operands(s, seed)
     c, counts, bodies, overflows = run_schedule(s, a, b, granularity=granularity)
     expected = np.einsum(_spec(s), a, b, optimize=True)

@@ -39,7 +39,7 @@ from lark.lexer import Lexer
 from compiler.errors import MappingError
 from compiler.yamlio import read_text
 from compiler.mdc_hw import HW_KEYS, HwConfig, parse_hw, parse_hw_file, print_hw  # noqa: F401
-from compiler.mdc_tokens import INT_MAX, SEPARATORS, RawToken, atoi, tokenize  # noqa: F401
+from compiler.mdc_tokens import INT_MAX, SEPARATORS, RawToken, atoi, check_numbers, tokenize  # noqa: F401
 
 
 #: Layer types MAESTRO builds a layer object for (TRCONV is analysed as CONV).
@@ -410,6 +410,7 @@ class _Build(Transformer):
 def parse_mdc(text: str, file: str | None = None) -> MdcFile:
     """Parse an MDC mapping file; raise :class:`MappingError` (file:line) if MAESTRO would."""
     tokens = tokenize(text)
+    check_numbers(tokens, file)
     if any(ord(ch) > 127 for t in tokens for ch in t.text):
         bad = next(t for t in tokens if any(ord(ch) > 127 for ch in t.text))
         raise MappingError(f"non-ASCII token {bad.text!r} (MAESTRO compares names byte by "

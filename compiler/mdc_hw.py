@@ -13,7 +13,7 @@ from pathlib import Path
 
 from compiler.errors import MappingError
 from compiler.yamlio import read_text
-from compiler.mdc_tokens import INT_MAX, tokenize
+from compiler.mdc_tokens import INT_MAX, check_numbers, tokenize
 from targets import Energy
 
 
@@ -42,6 +42,7 @@ def parse_hw(text: str, file: str | None = None) -> HwConfig:
     """Parse a MAESTRO HW file (``key: value`` lines, same tokenizer)."""
     values: dict[str, int] = {}
     toks = tokenize(text)
+    check_numbers(toks, file)
     i = 0
     while i < len(toks):
         key = toks[i]

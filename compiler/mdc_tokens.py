@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from compiler.errors import MappingError
+
 SEPARATORS = frozenset(" \t,->():;")
 INT_MAX = 2**31 - 1
 
@@ -47,3 +49,12 @@ def atoi(text: str) -> int:
         else:
             break
     return int(digits) if digits else 0
+
+
+def check_numbers(tokens: list[RawToken], file: str | None) -> None:
+    """Refuse a number above ``INT_MAX``: MAESTRO's ``atoi`` into a C ``int`` would overflow
+    (undefined behaviour), and mapc's analyses are stated for that range."""
+    for t in tokens:
+        if t.text[:1].isdigit() and atoi(t.text) > INT_MAX:
+            raise MappingError(f"number {atoi(t.text)} exceeds MAESTRO's 32-bit integers (at most "
+                               f"{INT_MAX:,})", file, str(t.line))

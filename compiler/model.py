@@ -23,14 +23,12 @@ from pathlib import Path
 from typing import Any
 
 from .errors import InputError, MapcError
-from .frontend import OP_KEYS, op_from_mapping
+from .frontend import op_from_mapping
 from .ir import Op
 from .outputs import check_name, file_stem
-from .yamlio import LocDict, check_keys, load_yaml_mapping, positive_int, read_text
+from .schema import INCLUDE, MODEL, REPEAT, op_schema, validate
+from .yamlio import LocDict, load_yaml_mapping, read_text
 
-MODEL_KEYS = ("name", "layers", "coverage")
-INLINE_KEYS = OP_KEYS + ("repeat",)
-INCLUDE_KEYS = ("include", "name", "repeat")
 
 
 @dataclass(frozen=True)
@@ -69,10 +67,7 @@ class Model:
 def load_model(path: str | Path) -> Model:
     """Read a model file into a :class:`Model`; raises a one-line :class:`InputError`."""
     name, layers, data = _load(Path(path), ())
-    coverage = data.get("coverage")
-    if coverage is not None and not isinstance(coverage, dict):
-        raise InputError("'coverage' must be a mapping (as `mapc import` writes it)", file=str(path),
-                         place=data.place("coverage"))
+    coverage = data.get("coverage")     # a mapping: the schema checked it
     return Model(name=name, layers=tuple(layers), coverage=_plain(coverage) if coverage else None)
 
 
@@ -103,15 +98,11 @@ def unique_layers(model: Model) -> tuple[ModelLayer, ...]:
 def _load(path: Path, stack: tuple[Path, ...]) -> tuple[str, list[ModelLayer], LocDict]:
     file = str(path)
     data = load_yaml_mapping(read_text(path, "model"), file)
-    check_keys(data, MODEL_KEYS, file, required=("layers",))
+    validate(data, MODEL, file)
     name = data.get("name", file_stem(path.stem, "model"))
-    if not isinstance(name, str) or not name.strip() or any(c.isspace() for c in name):
-        raise InputError("'name' must be a non-empty string without spaces", file=file, place=data.place("name"))
     if not stack:  # the top model's name names its files (--plot)
         check_name(name, file, data.place("name"))
     raw = data["layers"]
-    if not isinstance(raw, list) or not raw:
-        raise InputError("'layers' must be a non-empty list", file=file, place=data.place("layers"))
     stack = stack + (path.resolve(),)
     layers: list[ModelLayer] = []
     seen: dict[str, int] = {}
@@ -136,8 +127,8 @@ def _layer(entry: object, path: Path, where: str, stack: tuple[Path, ...]) -> li
         raise InputError("a layer must be a mapping (an inline op or an 'include')", file=file)
     if "include" in entry:
         return _include(entry, path, stack)
-    check_keys(entry, INLINE_KEYS, file)
-    repeat = _repeat(entry, file)
+    validate(entry, op_schema({"repeat": REPEAT}), file)
+    repeat = entry.get("repeat", 1)
     op_data = LocDict((k, v) for k, v in entry.items() if k != "repeat")
     op_data.lines = getattr(entry, "lines", {})
     op = op_from_mapping(op_data, file, default_name=where.replace("[", "").replace("]", ""))
@@ -146,18 +137,10 @@ def _layer(entry: object, path: Path, where: str, stack: tuple[Path, ...]) -> li
 
 def _include(entry: LocDict, path: Path, stack: tuple[Path, ...]) -> list[ModelLayer]:
     file = str(path)
-    extra = [k for k in entry if k not in INCLUDE_KEYS]
-    if extra:
-        raise InputError(f"unknown key '{extra[0]}' in an include layer (allowed: {', '.join(INCLUDE_KEYS)})",
-                         file=file, place=entry.place(extra[0]))
+    validate(entry, INCLUDE, file)
     target = entry["include"]
-    if not isinstance(target, str) or not target.strip():
-        raise InputError("'include' must be a file path", file=file, place=entry.place("include"))
-    repeat = _repeat(entry, file)
+    repeat = entry.get("repeat", 1)
     rename = entry.get("name")
-    if rename is not None and (not isinstance(rename, str) or not rename.strip()
-                               or any(c.isspace() for c in rename)):
-        raise InputError("'name' must be a non-empty string without spaces", file=file, place=entry.place("name"))
     inc = path.parent / target
     if not inc.is_file():
         what = "is a directory" if inc.is_dir() else "not found"
@@ -176,10 +159,6 @@ def _include(entry: LocDict, path: Path, stack: tuple[Path, ...]) -> list[ModelL
     if rename:
         op = replace(op, name=rename)
     return [ModelLayer(name, op, repeat, str(inc))]
-
-
-def _repeat(entry: LocDict, file: str) -> int:
-    return positive_int(entry, "repeat", file) if "repeat" in entry else 1
 
 
 def _at(e: MapcError, file: str, where: str) -> MapcError:

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import time
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
@@ -98,8 +99,12 @@ def trips(extent, tile):
 
 def candidate_tiles(extent: int) -> np.ndarray:
     """The smallest tile of every achievable trip count, ascending (dominance 1 above)."""
-    n = np.arange(1, extent + 1, dtype=np.int64)
-    return np.unique(trips(extent, n))
+    # ceil(E/n) for n <= k covers every tile above ceil(E/k); below it, each achievable tile t is
+    # ceil(E/ceil(E/t)) (the fewest trips giving at most t), so O(sqrt E) values, never E of them.
+    k = math.isqrt(extent) + 1
+    few = trips(extent, np.arange(1, k + 1, dtype=np.int64))
+    small = np.arange(1, int(trips(extent, k)) + 1, dtype=np.int64)
+    return np.unique(np.concatenate([few, trips(extent, trips(extent, small))]))
 
 
 def axis_tile_sum(w: Window, e: Mapping[str, int], n: Mapping):
@@ -122,12 +127,21 @@ def footprint(tensor: TensorModel, tiles: Mapping):
 def distinct_elements(tensor: TensorModel, extents: Mapping[str, int]) -> int:
     """Elements the op touches in ``tensor``: the compulsory traffic (a lower bound on any tiling,
     since each tile's box holds the elements that tile touches)."""
-    total = 1
-    for w in tensor.axes:
-        e_f = extents[w.filter_dim] if w.filter_dim else 1
-        idx = w.stride * np.arange(extents[w.out_dim])[:, None] + w.dilation * np.arange(e_f)[None, :]
-        total *= int(np.unique(idx).size)
-    return total
+    return math.prod(window_span_distinct(w.stride, w.dilation, extents[w.out_dim],
+                                          extents[w.filter_dim] if w.filter_dim else 1)
+                     for w in tensor.axes)
+
+
+def window_span_distinct(stride: int, dilation: int, e_out: int, e_filter: int) -> int:
+    """Distinct values of ``stride*o + dilation*f`` over ``o < e_out, f < e_filter``, in closed form.
+
+    With ``g = gcd(stride, dilation)``, ``s = stride/g`` and ``d = dilation/g`` coprime, two pairs
+    give the same value exactly when they differ by a multiple of ``(d, -s)``; the pairs of one value
+    form a chain, and counting each chain by its last pair (``f < s`` or ``o >= e_out - d``) gives
+    ``e_out*e_filter - max(0, e_filter - s) * max(0, e_out - d)``."""
+    g = math.gcd(stride, dilation)
+    s, d = stride // g, dilation // g
+    return e_out * e_filter - max(0, e_filter - s) * max(0, e_out - d)
 
 
 @dataclass(frozen=True)
@@ -215,6 +229,7 @@ class Best:
     tiles: dict[str, int]
     prefix: tuple[str, ...]
     evaluated: int
+    exhaustive: bool = True       # False: the grid was thinned or the deadline cut the classes
 
 
 @dataclass(frozen=True)
@@ -248,14 +263,19 @@ class StepModel:
 
 def search(model: TrafficModel, extents: Mapping[str, int], capacity_bytes: int, split: Split,
            link_weight: tuple[int, int], tie_dims: Sequence[str], *,
-           caps: Mapping[str, Sequence[int]] | None = None, step: StepModel | None = None) -> Best | None:
+           caps: Mapping[str, Sequence[int]] | None = None, step: StepModel | None = None,
+           deadline: float | None = None) -> Best | None:
     """Minimise ``den*DRAM_bytes + num*link_bytes`` (``link_weight = (num, den)``) over tiles and
     order classes for one chiplet split; None if nothing fits.  Ties: fewer DRAM iterations, then
     larger tiles of ``tie_dims`` in that order, then the earlier class.
 
     ``caps`` restricts the tiles of some dims to given values (what a backend can express); with
     ``step`` the key becomes (estimated cycles, objective, ...) among points within ``step.limit``
-    (the key's first entry is then the estimate, its second the objective)."""
+    (the key's first entry is then the estimate, its second the objective).
+
+    Above :data:`GRID_LIMIT` tile vectors the candidates are thinned (:func:`thin`) and past
+    ``deadline`` (a ``time.perf_counter()`` value) no further order class is ranked once one has
+    been; either way the result is marked not exhaustive."""
     part = split.part_extents(extents)
     dims = list(model.dims)
     cand = {d: candidate_tiles(part[d]) for d in dims}
@@ -269,6 +289,7 @@ def search(model: TrafficModel, extents: Mapping[str, int], capacity_bytes: int,
     mono = [d for d in monotone_dims(model) if cand[d].size > 1]
     free = max(mono, key=lambda d: (cand[d].size, -dims.index(d)), default=None)
     others = [d for d in dims if d != free]
+    exhaustive = thin(cand, others)
     grid = np.meshgrid(*[cand[d] for d in others], indexing="ij") if others else []
     t = {d: g.ravel() for d, g in zip(others, grid)}
     size = t[others[0]].size if others else 1
@@ -322,6 +343,9 @@ def search(model: TrafficModel, extents: Mapping[str, int], capacity_bytes: int,
     best: tuple | None = None
     classes = order_classes(model, [d for d in dims if part[d] > 1])
     for ci, (prefix, mult) in enumerate(classes):
+        if best is not None and deadline is not None and time.perf_counter() > deadline:
+            exhaustive = False
+            break
         obj = 0
         for tm, wt, pv, m in zip(model.tensors, weights, per_visit, mult):
             visits = math.prod((n[d] for d in m), start=np.ones_like(pv))
@@ -346,7 +370,32 @@ def search(model: TrafficModel, extents: Mapping[str, int], capacity_bytes: int,
             best = (key, {d: int(t[d][pick]) for d in dims}, prefix)
     if best is None:
         return None
-    return Best(*best, evaluated=int(keep.sum()) * len(classes))
+    return Best(*best, evaluated=int(keep.sum()) * len(classes), exhaustive=exhaustive)
+
+
+GRID_LIMIT = 2 ** 18   # tile vectors ranked at once (tens of MB of int64 columns); 65536^3 GEMMs fit
+
+
+def thin(cand: dict[str, np.ndarray], dims: Sequence[str], limit: int = GRID_LIMIT) -> bool:
+    """Keep at most ``limit`` tile vectors over ``dims`` (True if nothing had to go).
+
+    The dims with the most candidates lose values first; what stays of a dim is spread evenly
+    over the logarithm of its trip count and keeps the one-trip and the one-element tile.  Only
+    extents far beyond DNN layers (about 10^6 per dim) get here, so optimality is given up only
+    there and then reported (FEASIBLE)."""
+    sizes = {d: int(cand[d].size) for d in dims}
+    if math.prod(sizes.values()) <= limit:
+        return True
+    keep = dict(sizes)
+    while math.prod(keep.values()) > limit:
+        d = max(keep, key=lambda x: (keep[x], -list(dims).index(x)))
+        keep[d] = max(2, keep[d] // 2)
+    for d in dims:
+        if keep[d] < sizes[d]:
+            c = cand[d]   # ascending, c[0] = 1, c[-1] = the extent
+            want = np.geomspace(1, c[-1], keep[d])
+            cand[d] = c[np.unique(np.minimum(np.searchsorted(c, want), c.size - 1))]
+    return False
 
 
 def order_from(model: TrafficModel, tiles: Mapping[str, int], extents: Mapping[str, int],

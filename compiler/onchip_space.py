@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from functools import lru_cache
 from dataclasses import dataclass
 
 from .mdc_lowering import MdcView, OnchipChoice, SpatialLevel
@@ -34,9 +35,20 @@ class Structure:
     merged: bool = False        # the first level shares level 0 (see mdc_lowering.layer_slots)
 
 
+@lru_cache(maxsize=256)
 def divisors(n: int) -> list[int]:
-    """Divisors of ``n``, ascending."""
-    return [d for d in range(1, n + 1) if n % d == 0]
+    """Divisors of ``n``, ascending, from its prime factorisation (a 10^8-PE array is instant)."""
+    out, p, rest = [1], 2, n
+    while p * p <= rest:
+        k = 0
+        while rest % p == 0:
+            rest //= p
+            k += 1
+        out = [d * p ** i for d in out for i in range(k + 1)]
+        p += 1 if p == 2 else 2
+    if rest > 1:
+        out = [d * m for d in out for m in (1, rest)]
+    return sorted(out)
 
 
 def level_utilization(extent: int, units: int, tile: int) -> float:
@@ -68,7 +80,8 @@ def spatial_structures(view: MdcView, l2_tile: dict[str, int], num_pes: int,
     ``overlap``, every level count, and the outer level may fold too (tile 1), so that its steps
     overlap the next one's NoC fill with compute."""
     allowed = spreadable_dims(view, allowed_roles)
-    dims = [d for d in allowed if l2_tile[d] > 1]
+    # A dim of tile 1 fills one unit; it is spread only when no other may be (a one-MAC op).
+    dims = [d for d in allowed if l2_tile[d] > 1] or allowed[:1]
     if "Y" not in view.strided_windows():
         return [Structure(levels, u) for levels, u in _spreads(dims, l2_tile, num_pes, MAX_LEVELS, overlap)]
     # Strided rows: one output row per level-0 unit, the L2 tile of rows is the unit count (one

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from .errors import InputError, MapcError
 from .model import Model, load_model
-from .yamlio import check_keys, load_yaml_mapping, positive_int, read_text
+from .yamlio import check_keys, load_yaml_mapping, read_text
 
 WORKLOAD_KEYS = ("name", "models")
 ENTRY_KEYS = ("name", "include", "weight", "fps")
@@ -77,10 +77,16 @@ def load_workload(path: Path) -> Workload:
                              place=e.place("name") if "name" in e else where)
         names.add(name)
         models.append(replace(model, name=name))
-        weights.append(positive_int(e, "fps", file, f"{where}.") if "fps" in e
-                       else positive_int(e, "weight", file, f"{where}.") if "weight" in e else 1)
+        weights.append(_positive(e, "fps", file) if "fps" in e else _positive(e, "weight", file) if "weight" in e else 1)
         fps.append("fps" in e)
     if any(fps) and not all(fps):
         raise InputError("give 'fps' for every model or for none", file=file, place="models")
     g = math.gcd(*weights) if not all(fps) else 1
     return Workload(str(data.get("name", path.stem)), tuple(models), tuple(w // g for w in weights), all(fps))
+
+
+def _positive(entry, key: str, file: str) -> int:
+    value = entry[key]
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise InputError(f"'{key}' must be a positive integer", file=file, place=entry.place(key))
+    return value

@@ -82,22 +82,3 @@ def check_keys(data: LocDict, allowed: Iterable[str], file: str, required: Itera
     for key in required:
         if key not in data:
             raise InputError(f"missing required key '{where}{key}'", file=file)
-
-
-def positive_int(data: LocDict, key: str, file: str, where: str = "", allow_zero: bool = False) -> int:
-    """``data[key]`` as an int > 0 (or >= 0), else a one-line error naming the key."""
-    value = data[key]
-    low = 0 if allow_zero else 1
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise InputError(f"'{where}{key}' must be an integer >= {low}, got {value!r}",
-                         file=file, place=data.place(key))
-    return value
-
-
-def positive_number(data: LocDict, key: str, file: str, where: str = "") -> float:
-    """``data[key]`` as a number > 0, else a one-line error naming the key."""
-    value = data[key]
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-        raise InputError(f"'{where}{key}' must be a number > 0, got {value!r}",
-                         file=file, place=data.place(key))
-    return value

@@ -16,7 +16,7 @@ import math
 from dataclasses import dataclass, replace
 
 from compiler.context import Context, MdcForm, Stage
-from compiler.errors import ConformanceError
+from compiler.errors import ConformanceError, InputError
 from compiler.frontend import build_op
 from compiler.ir import Op
 from passes.conformance import classify
@@ -87,8 +87,12 @@ def lower(op: Op, form: MdcForm) -> tuple[Op, GemmLowering]:
     a, w, o = form.input, form.weight, form.output
     pre = "b," if batched else ""
     statement = f"{o}[{pre}m,n] += {a}[{pre}m,k] * {w}[{pre}k,n]"
-    lowered = build_op(op.name, statement, {g: ext[g] for g in names}, op.dtype,
-                       kind="bmm" if batched else "gemm")
+    try:
+        lowered = build_op(op.name, statement, {g: ext[g] for g in names}, op.dtype,
+                           kind="bmm" if batched else "gemm")
+    except InputError as e:   # the GEMM's dims are products of the op's: say which
+        how = ", ".join(f"{g} = {'*'.join(groups[g])}" for g in names)
+        raise InputError(f"the GEMM form ({how}) is out of range: {e.msg}", place="dims") from None
     sizes = {t.name: t.element_bytes for t in op.tensors}
     lowered = replace(lowered, tensors=tuple(replace(t, element_bytes=sizes[t.name]) for t in lowered.tensors))
     record = GemmLowering(

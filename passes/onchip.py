@@ -265,7 +265,7 @@ def run(ctx: Context) -> Context:
     improve it; the best within the bandwidth is taken.  If none is, the budgets keep shrinking
     for every plan until one is: smaller L2 tiles mean fewer busy units per step."""
     whole = MdcView(chiplet_op(ctx.op, ctx.offchip), ctx.mdc_form)
-    if not [d for d in spreadable_dims(whole, ctx.target.spatial_roles) if whole.op.extent(d) > 1]:
+    if not spreadable_dims(whole, ctx.target.spatial_roles):
         raise InfeasibleError(f"no dim of {ctx.op.name} may go across the PEs of {ctx.target.name} "
                               f"(allowed: {', '.join(ctx.target.spatial_roles or ())})")
     memo: dict[tuple, tuple[OnchipResult, object] | None] = {}   # budgets often repeat a plan

@@ -12,19 +12,14 @@ from pathlib import Path
 
 from compiler.errors import InputError, TargetError
 from compiler.outputs import check_name
-from compiler.yamlio import LocDict, check_keys, load_yaml_mapping, positive_int, positive_number, read_text
+from compiler.schema import MAX_INT, target_schema, validate
+from compiler.yamlio import LocDict, check_keys, load_yaml_mapping, read_text
 
 BACKENDS = ("mdc", "gemm")
 SYSTOLIC_DATAFLOWS = ("weight_stationary", "output_stationary", "input_stationary")
 # Dataflow restrictions name MDC roles of a CONV layer; for GEMM-like ops K plays GEMM's N
 # (output columns) and C plays GEMM's K (the reduction), as in NVDLA's atomic-K/atomic-C.
 SPATIAL_ROLES = ("N", "K", "C", "Y", "X", "R", "S", "G")
-
-TOP_KEYS = ("name", "description", "backends", "pe_array", "macs_per_pe_per_cycle", "l1_bytes_per_pe",
-            "l2_bytes", "noc_bw_elems_per_cycle", "offchip_bw_elems_per_cycle", "noc_hops",
-            "energy", "chiplets", "dataflow", "systolic", "clock_ghz")
-REQUIRED = ("name", "backends", "pe_array", "l1_bytes_per_pe", "l2_bytes",
-            "noc_bw_elems_per_cycle", "offchip_bw_elems_per_cycle")
 
 
 @dataclass(frozen=True)
@@ -130,13 +125,6 @@ def load_target(name_or_path: str | Path) -> Target:
     return parse_target(res.read_text(encoding="utf-8"), f"targets/{name_or_path}.yaml")
 
 
-def _sub(data: LocDict, key: str, file: str) -> LocDict:
-    value = data[key]
-    if not isinstance(value, LocDict):
-        raise TargetError(f"'{key}' must be a mapping", file=file, place=data.place(key))
-    return value
-
-
 def parse_target(text: str, file: str) -> Target:
     """Validate a target description; the first problem found is reported with its key."""
     try:
@@ -155,14 +143,16 @@ def _kinds(data: LocDict, ch: LocDict, count: int, file: str) -> tuple[tuple[tup
     if "kinds" not in ch or "layout" not in ch:
         raise TargetError("'chiplets.kinds' and 'chiplets.layout' go together", file=file,
                           place=ch.place("kinds" if "kinds" in ch else "layout"))
-    kinds = _sub(ch, "kinds", file)
+    kinds = ch["kinds"]
     layout = ch["layout"]
     if not isinstance(layout, list) or len(layout) != count or any(k not in kinds for k in layout):
         raise TargetError(f"'chiplets.layout' must list {count} kinds from 'chiplets.kinds'", file=file,
                           place=ch.place("layout"))
     out = []
     for name in kinds:
-        over = _sub(kinds, name, file)
+        over = kinds[name]
+        if not isinstance(over, LocDict):
+            raise TargetError(f"'chiplets.kinds.{name}' must be a mapping", file=file, place=kinds.place(name))
         check_keys(over, KIND_KEYS, file, where=f"chiplets.kinds.{name}.")
         merged = LocDict((k, v) for k, v in data.items() if k not in ("chiplets", "dataflow"))
         merged.lines = getattr(data, "lines", {})
@@ -173,64 +163,35 @@ def _kinds(data: LocDict, ch: LocDict, count: int, file: str) -> tuple[tuple[tup
 
 
 def _parse_target(data: LocDict, file: str) -> Target:
-    check_keys(data, TOP_KEYS, file, required=REQUIRED)
+    validate(data, target_schema(), file)     # every key's type and range; below: meaning only
     backends = data["backends"]
-    if not isinstance(backends, list) or not backends or any(b not in BACKENDS for b in backends):
-        raise TargetError(f"'backends' must be a non-empty list of {', '.join(BACKENDS)}", file=file,
-                          place=data.place("backends"))
-    pe = _sub(data, "pe_array", file)
-    check_keys(pe, ("rows", "cols"), file, required=("rows", "cols"), where="pe_array.")
+    pe = data["pe_array"]
+    if pe["rows"] * pe["cols"] > MAX_INT:
+        raise TargetError(f"'pe_array' has {pe['rows'] * pe['cols']:,} PEs; at most {MAX_INT:,} "
+                          "(MAESTRO counts PEs in a 32-bit integer)", file=file, place=data.place("pe_array"))
     kw: dict = {}
     if "energy" in data:
-        en = _sub(data, "energy", file)
-        check_keys(en, ("mac", "l1_access", "l2_access", "dram_access"), file, where="energy.")
-        kw["energy"] = Energy(**{k: float(positive_number(en, k, file, "energy.")) for k in en})
+        kw["energy"] = Energy(**{k: float(v) for k, v in data["energy"].items()})
     if "chiplets" in data:
-        ch = _sub(data, "chiplets", file)
-        check_keys(ch, ("count", "mesh", "link_bw_elems_per_cycle", "kinds", "layout"), file,
-                   required=("count", "mesh", "link_bw_elems_per_cycle"), where="chiplets.")
-        mesh = ch["mesh"]
-        count = positive_int(ch, "count", file, "chiplets.")
-        if (not isinstance(mesh, list) or len(mesh) != 2 or not all(isinstance(m, int) and m > 0 for m in mesh)
-                or mesh[0] * mesh[1] != count):
+        ch = data["chiplets"]
+        mesh, count = ch["mesh"], ch["count"]
+        if mesh[0] * mesh[1] != count:
             raise TargetError(f"'chiplets.mesh' must be [rows, cols] with rows*cols = count ({count})",
                               file=file, place=ch.place("mesh"))
-        kw["chiplets"] = Chiplets(count, (mesh[0], mesh[1]),
-                                  float(positive_number(ch, "link_bw_elems_per_cycle", file, "chiplets.")))
+        layout: tuple[str, ...] = ()
         if "kinds" in ch or "layout" in ch:
             kw["kinds"], layout = _kinds(data, ch, count, file)
-            kw["chiplets"] = Chiplets(count, (mesh[0], mesh[1]), kw["chiplets"].link_bw_elems_per_cycle, layout)
+        kw["chiplets"] = Chiplets(count, (mesh[0], mesh[1]), float(ch["link_bw_elems_per_cycle"]), layout)
     if "dataflow" in data:
-        df = _sub(data, "dataflow", file)
-        check_keys(df, ("spatial_dims",), file, required=("spatial_dims",), where="dataflow.")
-        roles = df["spatial_dims"]
-        if not isinstance(roles, list) or not roles or any(r not in SPATIAL_ROLES for r in roles):
-            raise TargetError(f"'dataflow.spatial_dims' must list MDC roles from {', '.join(SPATIAL_ROLES)}",
-                              file=file, place=df.place("spatial_dims"))
-        kw["spatial_roles"] = tuple(roles)
+        kw["spatial_roles"] = tuple(data["dataflow"]["spatial_dims"])
     if "systolic" in data:
-        sy = _sub(data, "systolic", file)
-        check_keys(sy, ("dataflow",), file, required=("dataflow",), where="systolic.")
-        if sy["dataflow"] not in SYSTOLIC_DATAFLOWS:
-            raise TargetError(f"'systolic.dataflow' must be one of {', '.join(SYSTOLIC_DATAFLOWS)}",
-                              file=file, place=sy.place("dataflow"))
-        kw["systolic_dataflow"] = sy["dataflow"]
+        kw["systolic_dataflow"] = data["systolic"]["dataflow"]
     if "gemm" in backends and "systolic_dataflow" not in kw and "mdc" not in backends:
         raise TargetError("a GEMM-only target needs 'systolic.dataflow'", file=file)
-    for key in ("macs_per_pe_per_cycle", "noc_hops"):
-        if key in data:
-            positive_int(data, key, file)
-    name = data["name"]
-    if not isinstance(name, str) or not name:
-        raise TargetError("'name' must be a non-empty string", file=file, place=data.place("name"))
-    check_name(name, file, data.place("name"))  # it names the HW file
+    check_name(data["name"], file, data.place("name"))  # it names the HW file
     return Target(
-        name=name, description=str(data.get("description", "")), backends=tuple(backends),
-        pe_rows=positive_int(pe, "rows", file, "pe_array."), pe_cols=positive_int(pe, "cols", file, "pe_array."),
-        macs_per_pe=data.get("macs_per_pe_per_cycle", 1),
-        l1_bytes=positive_int(data, "l1_bytes_per_pe", file), l2_bytes=positive_int(data, "l2_bytes", file),
-        noc_bw=float(positive_number(data, "noc_bw_elems_per_cycle", file)),
-        offchip_bw=float(positive_number(data, "offchip_bw_elems_per_cycle", file)),
-        noc_hops=data.get("noc_hops", 1),
-        clock_ghz=float(positive_number(data, "clock_ghz", file)) if "clock_ghz" in data else 1.0,
-        source=file, **kw)
+        name=data["name"], description=data.get("description", ""), backends=tuple(backends),
+        pe_rows=pe["rows"], pe_cols=pe["cols"], macs_per_pe=data.get("macs_per_pe_per_cycle", 1),
+        l1_bytes=data["l1_bytes_per_pe"], l2_bytes=data["l2_bytes"],
+        noc_bw=float(data["noc_bw_elems_per_cycle"]), offchip_bw=float(data["offchip_bw_elems_per_cycle"]),
+        noc_hops=data.get("noc_hops", 1), clock_ghz=float(data.get("clock_ghz", 1.0)), source=file, **kw)
