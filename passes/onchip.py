@@ -46,19 +46,39 @@ from compiler.errors import InfeasibleError
 from compiler.mdc_lowering import MdcView, OnchipChoice, build_layer, chiplet_hw, chiplet_op, mdc_mapping
 from compiler.mdc_scoring import score_choices
 from compiler.onchip_space import (inner_choices, l1_footprint, neighbours, outer_steps, spatial_structures,
-                                   spreadable_dims)
+                                   spreadable_dims, top_spreads)
 from passes import offchip as offchip_pass
 
-KEEP_UTILIZATION = 0.95   # structures within 5% of the best spatial utilisation are searched
-MAX_STRUCTURES = 6
-OVERLAP_STRUCTURES = 2    # structures folding their outer level, searched when the first fill
-EXPOSED_FILL = 0.25       # ... is not overlapped and takes more than this share of the compute
-L2_BUDGETS = (1.0, 0.8, 0.6, 0.4, 0.25, 0.1, 0.03, 0.01)   # fractions of L2 the off-chip tiles may use
-WIDE_KEEP, WIDE_STRUCTURES = 0.0, 48   # the wider search when nothing fits the bandwidth
-SEEDS = 2                 # refinement starts from the best point of this many array structures
-ROUNDS = 4                # ... and takes at most this many improving steps from each
-BW_ROUNDS = 8             # ... plus at most this many while still over the bandwidth
-REPLAN_ABOVE = 1.1        # other off-chip plans are tried when the bandwidth costs more than this
+@dataclass(frozen=True)
+class SearchOptions:
+    """The on-chip search's tuning, in one place (the defaults are :data:`OPTIONS`).
+
+    Array structures within ``keep_utilization`` of the best spatial utilisation are searched, at
+    most ``max_structures`` of them, plus ``top_structures`` whose outer spread sits on the top
+    level (:func:`compiler.onchip_space.top_spreads`) and, when the op is one L2 tile whose first
+    NoC fill takes more than ``exposed_fill`` of the compute, ``overlap_structures`` whose outer
+    level folds.  Refinement starts from the best point of ``seeds`` structures and takes at most
+    ``rounds`` improving steps from each, plus ``bw_rounds`` while still over the bandwidth.
+    The off-chip plan is solved again at the ``l2_budgets`` (fractions of L2) when nothing fits
+    MAESTRO's L2 accounting, or when staying within the bandwidth costs more than
+    ``replan_above`` times the runtime; when nothing is within the bandwidth, the structures
+    within ``wide_keep`` of the best utilisation (up to ``wide_structures``) are searched."""
+
+    keep_utilization: float = 0.95
+    max_structures: int = 6
+    top_structures: int = 4
+    overlap_structures: int = 2
+    exposed_fill: float = 0.25
+    l2_budgets: tuple[float, ...] = (1.0, 0.8, 0.6, 0.4, 0.25, 0.1, 0.03, 0.01)
+    wide_keep: float = 0.0
+    wide_structures: int = 48
+    seeds: int = 2
+    rounds: int = 4
+    bw_rounds: int = 8
+    replan_above: float = 1.1
+
+
+OPTIONS = SearchOptions()
 
 
 @dataclass(frozen=True)
@@ -97,7 +117,7 @@ class OnchipResult:
     def explain(self) -> str:
         lines = [f"The on-chip subspace for this L2 tile had {self.structures:,} array structures; "
                  f"{self.structures_kept} survived pruning (spatial utilisation within "
-                 f"{1 - KEEP_UTILIZATION:.0%} of the best, the target's spatial-dim restrictions)"
+                 f"{1 - OPTIONS.keep_utilization:.0%} of the best, the target's spatial-dim restrictions)"
                  + (f", and {self.overlapping} more whose outer level folds into several steps (the op "
                     "is one L2 tile, so without them its first NoC fill would overlap no compute)."
                     if self.overlapping else "."),
@@ -143,30 +163,31 @@ def objective_key(runtime: int, energy: float, objective: str) -> tuple:
     return {"energy": (energy, runtime), "edp": (runtime * energy, runtime)}.get(objective, (runtime, energy))
 
 
-def keys(scores, objective: str) -> list[tuple]:
+def keys(scores, objective: str, priced: bool = False) -> list[tuple]:
     """Sort key per candidate (lower is better; None where it does not fit L1/L2 with exact MACs).
 
     Candidates within the bandwidth limits come first, the rest by how far they overrun it:
     MAESTRO's runtime already includes bandwidth stalls, but a mapping that stays within them is
-    what the target promises, and ranking overruns lets the refinement walk towards one."""
+    what the target promises, and ranking overruns lets the refinement walk towards one.  With
+    ``priced`` (``--bandwidth priced``) every candidate is in the first class: the runtime decides."""
     out = []
     for i in range(len(scores.fits)):
         if not scores.fits[i]:
             out.append(None)
             continue
-        out.append((max(1.0, float(scores.bw_over[i])),
+        out.append((1.0 if priced else max(1.0, float(scores.bw_over[i])),
                     *objective_key(int(scores.runtime[i]), float(scores.energy[i]), objective)))
     return out
 
 
-def rank(scores, objective: str) -> list[int]:
+def rank(scores, objective: str, priced: bool = False) -> list[int]:
     """Indices of the fitting candidates, best first (ties: generation order)."""
-    k = keys(scores, objective)
+    k = keys(scores, objective, priced)
     return sorted((i for i in range(len(k)) if k[i] is not None), key=lambda i: (k[i], i))
 
 
-def search(ctx: Context, offchip, keep: float = KEEP_UTILIZATION, max_structures: int = MAX_STRUCTURES
-           ) -> OnchipResult | None:
+def search(ctx: Context, offchip, keep: float = OPTIONS.keep_utilization,
+           max_structures: int = OPTIONS.max_structures) -> OnchipResult | None:
     """The best on-chip point for one off-chip plan, or None if no candidate fits L1 and L2.
 
     ``keep``/``max_structures``: array structures within ``keep`` of the best spatial utilisation
@@ -184,14 +205,19 @@ def search(ctx: Context, offchip, keep: float = KEEP_UTILIZATION, max_structures
     kept = sorted((s for s in structures if s.utilization >= keep * best_u),
                   key=lambda s: (-s.utilization, len(s.levels), spelled(s)))
     kept = kept[:max_structures]
+    tops = top_spreads(view, l2_tile, target.num_pes, target.spatial_roles)
+    # one-level structures are one candidate each: all of them; the others by utilisation
+    kept += [s for s in tops if len(s.levels) == 1] + sorted(
+        (s for s in tops if len(s.levels) > 1 and s.utilization >= keep * best_u),
+        key=lambda s: (-s.utilization, len(s.levels), spelled(s)))[:OPTIONS.top_structures]
     overlap = []
     fill = l1_footprint(view, l2_tile) / 2 / hw.noc_bw        # cycles to bring the L2 tile in once
-    if (math.prod(offchip.trips.values()) == 1 and fill > EXPOSED_FILL * view.layer_macs / hw.num_pes
+    if (math.prod(offchip.trips.values()) == 1 and fill > OPTIONS.exposed_fill * view.layer_macs / hw.num_pes
             and all(outer_steps(s, l2_tile) == 1 for s in kept)):
         overlap = sorted((s for s in spatial_structures(view, l2_tile, target.num_pes, target.spatial_roles, True)
                           if outer_steps(s, l2_tile) > 1 and s.utilization >= keep * best_u),
                          key=lambda s: (-s.utilization, outer_steps(s, l2_tile), len(s.levels), spelled(s))
-                         )[:OVERLAP_STRUCTURES]
+                         )[:OPTIONS.overlap_structures]
     per_structure = [inner_choices(view, l2_tile, s, hw.l1_size) for s in kept + overlap]
     candidates = [c for choices, _ in per_structure for c in choices]
     tilings = sum(tried for _, tried in per_structure)
@@ -199,10 +225,11 @@ def search(ctx: Context, offchip, keep: float = KEEP_UTILIZATION, max_structures
     deadline = time.perf_counter() + ctx.options.time_limit_s
     scores = score_choices(view, l2_tile, dram_order, candidates, hw, deadline=deadline)
     complete = scores.scored == len(candidates)
-    order = rank(scores, ctx.options.objective)
+    priced = ctx.options.bandwidth == "priced"
+    order = rank(scores, ctx.options.objective, priced)
     if not order:
         return None
-    found = {c: k for c, k in zip(candidates, keys(scores, ctx.options.objective)) if k is not None}
+    found = {c: k for c, k in zip(candidates, keys(scores, ctx.options.objective, priced)) if k is not None}
     # Local refinement from the best seeds of distinct array structures: every per-PE and
     # per-unit tile value and inner order one step away, until nothing improves.  The fastest
     # structures seed it too, bandwidth aside: idling some of their units may beat the best
@@ -212,13 +239,13 @@ def search(ctx: Context, offchip, keep: float = KEEP_UTILIZATION, max_structures
     for ranking in (order, by_speed) if found[candidates[by_speed[0]]][0] > 1 else (order,):
         picked: list[OnchipChoice] = []
         for i in ranking:
-            if i < base and len(picked) < SEEDS and all(candidates[i].spatial != s.spatial for s in picked):
+            if i < base and len(picked) < OPTIONS.seeds and all(candidates[i].spatial != s.spatial for s in picked):
                 picked.append(candidates[i])
         seeds += [c for c in picked if c not in seeds]
     seeds += [candidates[i] for i in order if i >= base][:1]      # the best overlapping one
     refined = 0
     for current in seeds:
-        rounds, walks = ROUNDS, BW_ROUNDS     # steps while over the bandwidth use up ``walks``
+        rounds, walks = OPTIONS.rounds, OPTIONS.bw_rounds     # steps while over the bandwidth use up ``walks``
         while rounds and walks:
             if found[current][0] > 1:
                 walks -= 1
@@ -229,7 +256,8 @@ def search(ctx: Context, offchip, keep: float = KEEP_UTILIZATION, max_structures
             near_scores = score_choices(view, l2_tile, dram_order, near, hw, deadline=deadline)
             complete &= near_scores.scored == len(near)
             refined += len(near)
-            found.update({c: k for c, k in zip(near, keys(near_scores, ctx.options.objective)) if k is not None})
+            found.update({c: k for c, k in zip(near, keys(near_scores, ctx.options.objective, priced))
+                          if k is not None})
             best_near = min((c for c in near if c in found), key=lambda c: found[c], default=None)
             if best_near is None or found[best_near] >= found[current]:
                 break
@@ -253,11 +281,11 @@ def run(ctx: Context) -> Context:
 
     MAESTRO's L2 accounting can exceed the off-chip model's (it counts each unit's window halo
     separately on strided layers), so when no candidate fits L1/L2, the off-chip subspace is
-    solved again for ever smaller L2 budgets (``L2_BUDGETS``) and the new plan replaces the old
+    solved again for ever smaller L2 budgets (``OPTIONS.l2_budgets``) and the new plan replaces the old
     one (its report says so).
 
     When staying within the NoC and off-chip bandwidth holds the fastest mapping back, a wider
-    space (every array structure's top, up to ``WIDE_STRUCTURES``) is searched if nothing was
+    space (every array structure's top, up to ``OPTIONS.wide_structures``) is searched if nothing was
     within them, and on a layer with strided rows the off-chip subspace is solved for every other
     allowed number of rows per L2 tile too (those rows are level 0's units: fewer ask less of the
     NoC at once, more share the weights of one L2 tile), each at the largest budget MAESTRO's L2
@@ -281,17 +309,17 @@ def run(ctx: Context) -> Context:
             if result is not None and not result.within_bw and result.structures_kept < result.structures:
                 # Nothing within the bandwidth: the busiest structures starve the NoC or DRAM, so
                 # look further down the utilisation ranking before settling.
-                wide = search(ctx, plan, WIDE_KEEP, WIDE_STRUCTURES)
+                wide = search(ctx, plan, OPTIONS.wide_keep, OPTIONS.wide_structures)
                 if wide is not None and wide.within_bw:
                     result = wide
             memo[key] = None if result is None else (result, plan)
         return memo[key]
 
     def largest_budget(hints) -> tuple[int, tuple | None]:
-        for i, budget in enumerate(L2_BUDGETS):
+        for i, budget in enumerate(OPTIONS.l2_budgets):
             if (found := attempt(hints, budget)) is not None:
                 return i, found
-        return len(L2_BUDGETS), None
+        return len(OPTIONS.l2_budgets), None
 
     def best(tried):
         return min(tried, key=lambda t: objective_key(t[2][0].metrics.runtime_cycles,
@@ -300,7 +328,7 @@ def run(ctx: Context) -> Context:
     variants = _hint_variants(ctx)
     reached, first = largest_budget(variants[0])
     chosen = first
-    if first is not None and (not first[0].within_bw or first[0].bandwidth_cost > REPLAN_ABOVE):
+    if first is not None and (not first[0].within_bw or first[0].bandwidth_cost > OPTIONS.replan_above):
         tried = [(variants[0], reached, first)] + [(h, *largest_budget(h)) for h in variants[1:]]
         fitting = [t for t in tried if t[2] is not None and t[2][0].within_bw]
         if fitting:
@@ -308,14 +336,14 @@ def run(ctx: Context) -> Context:
             # per step for the same bandwidth, but none of them idles.
             hints, i, _ = best(fitting)
             misses = 0
-            for j in range(i + 1, len(L2_BUDGETS)):
-                if (f := attempt(hints, L2_BUDGETS[j])) is not None and f[0].within_bw:
+            for j in range(i + 1, len(OPTIONS.l2_budgets)):
+                if (f := attempt(hints, OPTIONS.l2_budgets[j])) is not None and f[0].within_bw:
                     fitting.append((hints, j, f))
                     misses = 0 if best(fitting)[2] is f else misses + 1
                     if misses == 2:
                         break   # smaller tiles stopped paying: each step refetches more
-        for j in range(reached + 1, len(L2_BUDGETS)) if not fitting else ():
-            fitting = [(h, j, f) for h in variants if (f := attempt(h, L2_BUDGETS[j])) is not None
+        for j in range(reached + 1, len(OPTIONS.l2_budgets)) if not fitting else ():
+            fitting = [(h, j, f) for h in variants if (f := attempt(h, OPTIONS.l2_budgets[j])) is not None
                        and f[0].within_bw]
             if fitting:
                 break
@@ -336,7 +364,7 @@ def run(ctx: Context) -> Context:
     l1 = chiplet_hw(ctx.target, ctx.op.output.element_bytes).l1_size
     why = (f"the smallest per-PE tile (whole filter taps, as MDC requires) needs {least} L1 elements "
            f"double-buffered as MAESTRO counts them, and a PE has {l1}" if least > l1 else
-           f"even with the L2 tiles shrunk to {L2_BUDGETS[-1]:.0%} of L2")
+           f"even with the L2 tiles shrunk to {OPTIONS.l2_budgets[-1]:.0%} of L2")
     raise InfeasibleError(f"no on-chip mapping of {ctx.op.name} fits {ctx.target.name}'s L1 and L2 with "
                           f"exact MACs: {why}", file=ctx.target.source or None, place="l1_bytes_per_pe"
                           if least > l1 else "l2_bytes")
