@@ -25,9 +25,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .costmodel import runtime_counts_every_mac
-from .costmodel_vec import evaluate_batch, template_from_layer
-from .mdc import HwConfig, cluster, make_layer
+from .costmodel_vec import evaluate_batch, runtime_counts_every_mac, template_from_layer
+from .mdc import HwConfig, MdcLayer, cluster, make_layer
 from .mdc_lowering import MdcView
 from .onchip_space import spreadable_dims
 
@@ -38,7 +37,7 @@ class FullBest:
     by) and how many points were scored."""
 
     key: tuple                       # (bandwidth overrun >= 1, runtime, energy)
-    directives: tuple                # the dataflow, outermost first
+    layer: MdcLayer                  # the best dataflow as an MDC layer
     points: int                      # candidates scored
     fitting: int                     # of them within L1/L2 with exact MACs and S8
 
@@ -123,7 +122,8 @@ def full_space_best(view: MdcView, hw: HwConfig, allowed_roles: tuple[str, ...] 
                     best = (key, _spell(view, sp, orders, tiles[row], col, clusters[row], depth))
     if best is None:
         raise ValueError("full_space_best: no point fits")
-    return FullBest(best[0], best[1], points, fitting)
+    layer = make_layer(view.op.name, view.form.layer_type, view.declared(), best[1], view.stride_block())
+    return FullBest(best[0], layer, points, fitting)
 
 
 def _spell(view: MdcView, sp, orders, row, col, cl, depth) -> tuple:
@@ -131,7 +131,7 @@ def _spell(view: MdcView, sp, orders, row, col, cl, depth) -> tuple:
     out = []
     for lv in range(depth):
         if lv:
-            out.append(cluster(cl[lv - 1]))
+            out.append(cluster(int(cl[lv - 1])))
         out += [view.directive(d, int(row[col[lv, d]]), d == sp[lv]) for d in orders[lv]]
     return tuple(out)
 

@@ -103,12 +103,21 @@ def top_spreads(view: MdcView, l2_tile: dict[str, int], num_pes: int,
     steps (or the L2 tile) allow; the clusters below spread the other dims as
     :func:`spatial_structures` does.  Fewer, larger top-level steps amortise each NoC fill over
     more compute; the cost model (L2 capacity, exact MACs, S8) decides whether that pays.
-    Strided rows keep one row per unit and are left to :func:`spatial_structures`."""
-    if "Y" in view.strided_windows():
-        return []
+    Strided rows keep one row per unit, on every unit count that covers the rows in one step or
+    divides them (MAESTRO counts those exactly), not only the off-chip pass's."""
     dims = [d for d in spreadable_dims(view, allowed_roles) if l2_tile[d] > 1]
-    tops = sorted({num_pes // c for c in range(2, num_pes // 2 + 1)})
+    tops = sorted(n for n in {num_pes // c for c in range(2, num_pes // 2 + 1)} if num_pes // (num_pes // n) == n)
     out: list[Structure] = []
+    if "Y" in view.strided_windows():
+        a = view.form.op_dim("Y")
+        e = view.op.extent(a)
+        if a not in dims:
+            return out
+        for n in (n for n in tops if n != l2_tile[a] and (n >= e or e % n == 0) and n < 2 * e):
+            u0 = level_utilization(e, n, 1) * n * (num_pes // n) / num_pes
+            out += [Structure((SpatialLevel(a, n, 1),) + levels, u0 * u, merged=True)
+                    for levels, u in _spreads([x for x in dims if x != a], l2_tile, num_pes // n, MAX_LEVELS - 1)]
+        return out
     for d in dims:
         e = view.op.extent(d)
         # one level: the dim straight across every PE, the top level's tiles are the PEs' own
@@ -116,7 +125,7 @@ def top_spreads(view: MdcView, l2_tile: dict[str, int], num_pes: int,
         # PEs idle but may take fewer, fuller steps)
         out += [Structure((SpatialLevel(d, num_pes, t),), level_utilization(e, num_pes, t), merged=True)
                 for t in trip_tiles(e) if -(-e // (num_pes * t)) <= folds]
-        for n in (n for n in tops if n <= e):
+        for n in (n for n in tops if n <= e):   # (a top unit count MAESTRO forms from a cluster size)
             cluster = num_pes // n
             idle = n * cluster / num_pes
             for t in sorted({-(-e // (n * f)) for f in range(1, folds + 1)} | {-(-l2_tile[d] // n)}):

@@ -54,9 +54,10 @@ class SearchOptions:
     """The on-chip search's tuning, in one place (the defaults are :data:`OPTIONS`).
 
     Array structures within ``keep_utilization`` of the best spatial utilisation are searched, at
-    most ``max_structures`` of them, plus ``top_structures`` whose outer spread sits on the top
-    level (:func:`compiler.onchip_space.top_spreads`) and, when the op is one L2 tile whose first
-    NoC fill takes more than ``exposed_fill`` of the compute, ``overlap_structures`` whose outer
+    most ``max_structures`` of them, plus, of those whose outer spread sits on the top level
+    (:func:`compiler.onchip_space.top_spreads`) within ``top_keep``, the ``top_structures`` best by
+    utilisation and the ``top_structures`` with the fewest top-level steps, and, when the op is
+    one L2 tile whose first NoC fill takes more than ``exposed_fill`` of the compute, ``overlap_structures`` whose outer
     level folds.  Refinement starts from the best point of ``seeds`` structures and takes at most
     ``rounds`` improving steps from each, plus ``bw_rounds`` while still over the bandwidth.
     The off-chip plan is solved again at the ``l2_budgets`` (fractions of L2) when nothing fits
@@ -66,7 +67,8 @@ class SearchOptions:
 
     keep_utilization: float = 0.95
     max_structures: int = 6
-    top_structures: int = 4
+    top_structures: int = 3
+    top_keep: float = 0.85
     overlap_structures: int = 2
     exposed_fill: float = 0.25
     l2_budgets: tuple[float, ...] = (1.0, 0.8, 0.6, 0.4, 0.25, 0.1, 0.03, 0.01)
@@ -206,10 +208,14 @@ def search(ctx: Context, offchip, keep: float = OPTIONS.keep_utilization,
                   key=lambda s: (-s.utilization, len(s.levels), spelled(s)))
     kept = kept[:max_structures]
     tops = top_spreads(view, l2_tile, target.num_pes, target.spatial_roles)
-    # one-level structures are one candidate each: all of them; the others by utilisation
-    kept += [s for s in tops if len(s.levels) == 1] + sorted(
-        (s for s in tops if len(s.levels) > 1 and s.utilization >= keep * best_u),
-        key=lambda s: (-s.utilization, len(s.levels), spelled(s)))[:OPTIONS.top_structures]
+    # One-level structures are one candidate each: all of them.  Of the others (within
+    # ``top_keep`` of the best utilisation: fewer, larger top-level steps, their point, can be
+    # worth idle PEs) the best by utilisation and those with the fewest top-level steps.
+    multi = sorted((s for s in tops if len(s.levels) > 1 and s.utilization >= OPTIONS.top_keep * best_u),
+                   key=lambda s: (-s.utilization, len(s.levels), spelled(s)))
+    few = sorted(multi, key=lambda s: outer_steps(s, {s.levels[0].dim: view.op.extent(s.levels[0].dim)}))
+    kept += [s for s in tops if len(s.levels) == 1] + list(dict.fromkeys(
+        multi[:OPTIONS.top_structures] + few[:OPTIONS.top_structures]))
     overlap = []
     fill = l1_footprint(view, l2_tile) / 2 / hw.noc_bw        # cycles to bring the L2 tile in once
     if (math.prod(offchip.trips.values()) == 1 and fill > OPTIONS.exposed_fill * view.layer_macs / hw.num_pes
@@ -239,7 +245,10 @@ def search(ctx: Context, offchip, keep: float = OPTIONS.keep_utilization,
     for ranking in (order, by_speed) if found[candidates[by_speed[0]]][0] > 1 else (order,):
         picked: list[OnchipChoice] = []
         for i in ranking:
-            if i < base and len(picked) < OPTIONS.seeds and all(candidates[i].spatial != s.spatial for s in picked):
+            c = candidates[i]
+            # (a one-level choice has no neighbours: nothing to refine)
+            if (i < base and len(picked) < OPTIONS.seeds and len(c.spatial) + (not c.merged) > 1
+                    and all(c.spatial != s.spatial for s in picked)):
                 picked.append(candidates[i])
         seeds += [c for c in picked if c not in seeds]
     seeds += [candidates[i] for i in order if i >= base][:1]      # the best overlapping one
