@@ -214,7 +214,7 @@ def search(ctx: Context, offchip, keep: float = OPTIONS.keep_utilization,
     multi = sorted((s for s in tops if len(s.levels) > 1 and s.utilization >= OPTIONS.top_keep * best_u),
                    key=lambda s: (-s.utilization, len(s.levels), spelled(s)))
     few = sorted(multi, key=lambda s: outer_steps(s, {s.levels[0].dim: view.op.extent(s.levels[0].dim)}))
-    kept += [s for s in tops if len(s.levels) == 1] + list(dict.fromkeys(
+    top = [s for s in tops if len(s.levels) == 1] + list(dict.fromkeys(
         multi[:OPTIONS.top_structures] + few[:OPTIONS.top_structures]))
     overlap = []
     fill = l1_footprint(view, l2_tile) / 2 / hw.noc_bw        # cycles to bring the L2 tile in once
@@ -224,10 +224,11 @@ def search(ctx: Context, offchip, keep: float = OPTIONS.keep_utilization,
                           if outer_steps(s, l2_tile) > 1 and s.utilization >= keep * best_u),
                          key=lambda s: (-s.utilization, outer_steps(s, l2_tile), len(s.levels), spelled(s))
                          )[:OPTIONS.overlap_structures]
-    per_structure = [inner_choices(view, l2_tile, s, hw.l1_size) for s in kept + overlap]
+    per_structure = [inner_choices(view, l2_tile, s, hw.l1_size) for s in kept + top + overlap]
     candidates = [c for choices, _ in per_structure for c in choices]
     tilings = sum(tried for _, tried in per_structure)
-    base = sum(len(choices) for choices, _ in per_structure[:len(kept)])   # the overlap ones' start
+    base = sum(len(choices) for choices, _ in per_structure[:len(kept)])   # the top spreads' start
+    base_top = base + sum(len(choices) for choices, _ in per_structure[len(kept):len(kept) + len(top)])
     deadline = time.perf_counter() + ctx.options.time_limit_s
     scores = score_choices(view, l2_tile, dram_order, candidates, hw, deadline=deadline)
     complete = scores.scored == len(candidates)
@@ -246,12 +247,12 @@ def search(ctx: Context, offchip, keep: float = OPTIONS.keep_utilization,
         picked: list[OnchipChoice] = []
         for i in ranking:
             c = candidates[i]
-            # (a one-level choice has no neighbours: nothing to refine)
-            if (i < base and len(picked) < OPTIONS.seeds and len(c.spatial) + (not c.merged) > 1
-                    and all(c.spatial != s.spatial for s in picked)):
+            if i < base and len(picked) < OPTIONS.seeds and all(c.spatial != s.spatial for s in picked):
                 picked.append(candidates[i])
         seeds += [c for c in picked if c not in seeds]
-    seeds += [candidates[i] for i in order if i >= base][:1]      # the best overlapping one
+    # the best top spread (a one-level choice has no neighbours) and the best overlapping one
+    seeds += [candidates[i] for i in order if base <= i < base_top and len(candidates[i].spatial) > 1][:1]
+    seeds += [candidates[i] for i in order if i >= base_top][:1]
     refined = 0
     for current in seeds:
         rounds, walks = OPTIONS.rounds, OPTIONS.bw_rounds     # steps while over the bandwidth use up ``walks``
@@ -260,14 +261,15 @@ def search(ctx: Context, offchip, keep: float = OPTIONS.keep_utilization,
                 walks -= 1
             else:
                 rounds -= 1
-            near = [c for c in neighbours(view, l2_tile, current, hw.l1_size, idle=found[current][0] > 1)
-                    if c not in found]
+            every = neighbours(view, l2_tile, current, hw.l1_size, idle=found[current][0] > 1)
+            near = [c for c in every if c not in found]
             near_scores = score_choices(view, l2_tile, dram_order, near, hw, deadline=deadline)
             complete &= near_scores.scored == len(near)
             refined += len(near)
             found.update({c: k for c, k in zip(near, keys(near_scores, ctx.options.objective, priced))
                           if k is not None})
-            best_near = min((c for c in near if c in found), key=lambda c: found[c], default=None)
+            # (neighbours scored before, e.g. as another structure's candidates, count too)
+            best_near = min((c for c in every if c in found), key=lambda c: found[c], default=None)
             if best_near is None or found[best_near] >= found[current]:
                 break
             current = best_near
@@ -276,7 +278,8 @@ def search(ctx: Context, offchip, keep: float = OPTIONS.keep_utilization,
     def measured(c: OnchipChoice):
         return c, evaluate_layer(build_layer(view, l2_tile, dram_order, c, op.name), hw)
     return OnchipResult(choice=ranked[0], metrics=measured(ranked[0])[1],
-                        structures=len(structures), structures_kept=len(kept), overlapping=len(overlap),
+                        structures=len(structures) + len(tops), structures_kept=len(kept) + len(top),
+                        overlapping=len(overlap),
                         tilings=tilings,
                         candidates=len(candidates), seeds=len(seeds), refined=refined, feasible=len(found),
                         within_bw=sum(1 for k in found.values() if k[0] == 1.0),
@@ -295,7 +298,8 @@ def run(ctx: Context) -> Context:
 
     When staying within the NoC and off-chip bandwidth holds the fastest mapping back, a wider
     space (every array structure's top, up to ``OPTIONS.wide_structures``) is searched if nothing was
-    within them, and on a layer with strided rows the off-chip subspace is solved for every other
+    within them or what was costs more than ``OPTIONS.replan_above``, and on a layer with strided
+    rows the off-chip subspace is solved for every other
     allowed number of rows per L2 tile too (those rows are level 0's units: fewer ask less of the
     NoC at once, more share the weights of one L2 tile), each at the largest budget MAESTRO's L2
     accounting accepts, then the best of them at smaller budgets until two in a row do not
@@ -315,11 +319,15 @@ def run(ctx: Context) -> Context:
                tuple(sorted(plan.part_extents.items())) if plan.chiplet_split else ())
         if key not in memo:
             result = search(ctx, plan)
-            if result is not None and not result.within_bw and result.structures_kept < result.structures:
-                # Nothing within the bandwidth: the busiest structures starve the NoC or DRAM, so
-                # look further down the utilisation ranking before settling.
+            if (result is not None and result.structures_kept < result.structures
+                    and (not result.within_bw or result.bandwidth_cost > OPTIONS.replan_above)):
+                # Nothing (or only a much slower point) within the bandwidth: the busiest
+                # structures starve the NoC or DRAM, so look further down the utilisation ranking.
                 wide = search(ctx, plan, OPTIONS.wide_keep, OPTIONS.wide_structures)
-                if wide is not None and wide.within_bw:
+                if wide is not None and wide.within_bw and (not result.within_bw or objective_key(
+                        wide.metrics.runtime_cycles, wide.metrics.energy_mac_units, ctx.options.objective)
+                        < objective_key(result.metrics.runtime_cycles, result.metrics.energy_mac_units,
+                                        ctx.options.objective)):
                     result = wide
             memo[key] = None if result is None else (result, plan)
         return memo[key]
@@ -343,14 +351,18 @@ def run(ctx: Context) -> Context:
         if fitting:
             # Smaller L2 tiles of the best plan's kind may beat idling PEs: fewer units are busy
             # per step for the same bandwidth, but none of them idles.
-            hints, i, _ = best(fitting)
-            misses = 0
-            for j in range(i + 1, len(OPTIONS.l2_budgets)):
-                if (f := attempt(hints, OPTIONS.l2_budgets[j])) is not None and f[0].within_bw:
-                    fitting.append((hints, j, f))
-                    misses = 0 if best(fitting)[2] is f else misses + 1
-                    if misses == 2:
-                        break   # smaller tiles stopped paying: each step refetches more
+            # Walked for the best plan's kind and the off-chip pass's own (the on-chip space's
+            # top spreads already take other row counts, so the best kind at full budget may not
+            # be the best one at smaller budgets).
+            walks = [best(fitting)[:2]] + [(variants[0], reached)]
+            for hints, i in [w for k, w in enumerate(walks) if all(w[0] is not v[0] for v in walks[:k])]:
+                misses = 0
+                for j in range(i + 1, len(OPTIONS.l2_budgets)):
+                    if (f := attempt(hints, OPTIONS.l2_budgets[j])) is not None and f[0].within_bw:
+                        fitting.append((hints, j, f))
+                        misses = 0 if best(fitting)[2] is f else misses + 1
+                        if misses == 2:
+                            break   # smaller tiles stopped paying: each step refetches more
         for j in range(reached + 1, len(OPTIONS.l2_budgets)) if not fitting else ():
             fitting = [(h, j, f) for h in variants if (f := attempt(h, OPTIONS.l2_budgets[j])) is not None
                        and f[0].within_bw]
