@@ -26,6 +26,13 @@ them seeds the refinement too.  (Below a quarter the refinement's own folds of t
 recover what there is: on the 27 cloud layers of the quality suite between 1 % and 21 % these
 structures changed no mapping.)
 
+Besides structures whose cluster sizes multiply to the PE count, the space has *top-level
+spreads* (:func:`compiler.onchip_space.top_spreads`): the outer spread dim on the top level itself,
+over any unit count MAESTRO forms from a cluster size (the PEs left over idle: S7 is a warning),
+in one to four large steps, so that each NoC fill is amortised over more compute; and one-level
+mappings straight across the PEs.  The whole-MDC-space brute force of
+:mod:`compiler.mdc_fullspace` (tests/test_onchip_exact.py) measures what the pruning loses.
+
 No CP-SAT model here, unlike what the design first planned: the objective is MAESTRO's case
 analysis, which a solver cannot express, and the constraints are met by construction (cluster
 sizes are the PE count's factorisations, tiles are filtered by their L1 footprint as MAESTRO
@@ -62,8 +69,9 @@ class SearchOptions:
     ``rounds`` improving steps from each, plus ``bw_rounds`` while still over the bandwidth.
     The off-chip plan is solved again at the ``l2_budgets`` (fractions of L2) when nothing fits
     MAESTRO's L2 accounting, or when staying within the bandwidth costs more than
-    ``replan_above`` times the runtime; when nothing is within the bandwidth, the structures
-    within ``wide_keep`` of the best utilisation (up to ``wide_structures``) are searched."""
+    ``replan_above`` times the runtime; then (or when nothing is within the bandwidth) the
+    structures within ``wide_keep`` of the best utilisation (up to ``wide_structures``) are
+    searched too."""
 
     keep_utilization: float = 0.95
     max_structures: int = 6
@@ -81,6 +89,24 @@ class SearchOptions:
 
 
 OPTIONS = SearchOptions()
+
+
+@dataclass(frozen=True)
+class PlanTried:
+    """One off-chip plan the on-chip search solved for: its L2 tiles and budget, and the best
+    on-chip runtime it allowed (None: nothing fit L1/L2), within the bandwidth or not."""
+
+    l2_tile: tuple[tuple[str, int], ...]
+    l2_budget: float
+    runtime_cycles: int | None
+    within_bw: bool
+    chosen: bool
+
+    def line(self) -> str:
+        tiles = ", ".join(f"{d}={t}" for d, t in self.l2_tile)
+        got = ("nothing fits L1/L2" if self.runtime_cycles is None else
+               f"{self.runtime_cycles:,} cycles{'' if self.within_bw else ' (over the bandwidth)'}")
+        return f"{'*' if self.chosen else ' '} L2 budget {self.l2_budget:.0%}: {tiles} -> {got}"
 
 
 @dataclass(frozen=True)
@@ -102,6 +128,7 @@ class OnchipResult:
     status: str
     held_back: tuple[OnchipChoice, Metrics] | None = None   # the fastest, if over the bandwidth
     replanned: str = ""          # why the off-chip plan was solved again, if it was
+    plans: tuple[PlanTried, ...] = ()   # every off-chip plan the search tried, in the order tried
 
     @property
     def bandwidth_cost(self) -> float:
@@ -114,7 +141,8 @@ class OnchipResult:
         return (f"on-chip: {self.choice.describe()}\n"
                 f"  runtime {m.runtime_cycles:,} cycles, energy {m.energy_mac_units:,.0f} MAC units, "
                 f"L1 {m.l1_elements} / L2 {m.l2_elements} elements, NoC BW {m.noc_bw_required}, "
-                f"utilisation {m.utilization:.3f}")
+                f"utilisation {m.utilization:.3f}"
+                + ("".join(f"\n  off-chip plan {p.line()}" for p in self.plans) if len(self.plans) > 1 else ""))
 
     def explain(self) -> str:
         lines = [f"The on-chip subspace for this L2 tile had {self.structures:,} array structures; "
@@ -132,6 +160,9 @@ class OnchipResult:
                  self.pretty()]
         if self.replanned:
             lines.append(self.replanned)
+        if len(self.plans) > 1:
+            lines.append("Off-chip plans tried (* = emitted):")
+            lines += [f"  {p.line()}" for p in self.plans]
         if self.held_back and self.within_bw:
             choice, m = self.held_back
             lines.append(f"Staying within the bandwidth costs {self.bandwidth_cost:.2f}x "
@@ -156,6 +187,9 @@ class OnchipResult:
             # it was within already), and why the off-chip plan was solved again (if it was)
             "fastest_over_bw_cycles": self.held_back[1].runtime_cycles if self.held_back else None,
             "replanned": self.replanned or None,
+            "offchip_plans": [{"l2_tile": dict(p.l2_tile), "l2_budget": p.l2_budget,
+                               "runtime_cycles": p.runtime_cycles, "within_bw": p.within_bw,
+                               "chosen": p.chosen} for p in self.plans],
             "solver_status": self.status}}
 
 
@@ -310,6 +344,7 @@ def run(ctx: Context) -> Context:
         raise InfeasibleError(f"no dim of {ctx.op.name} may go across the PEs of {ctx.target.name} "
                               f"(allowed: {', '.join(ctx.target.spatial_roles or ())})")
     memo: dict[tuple, tuple[OnchipResult, object] | None] = {}   # budgets often repeat a plan
+    order: list[tuple[tuple, object]] = []                        # ... in the order first tried
 
     def attempt(hints, budget: float):
         plan = _solve(ctx, hints, budget)
@@ -330,6 +365,7 @@ def run(ctx: Context) -> Context:
                                         ctx.options.objective)):
                     result = wide
             memo[key] = None if result is None else (result, plan)
+            order.append((key, plan))
         return memo[key]
 
     def largest_budget(hints) -> tuple[int, tuple | None]:
@@ -374,6 +410,11 @@ def run(ctx: Context) -> Context:
         result, offchip = chosen
         if offchip is not ctx.offchip:
             result = replace(result, replanned=_replanned(ctx, first, chosen))
+        result = replace(result, plans=tuple(
+            PlanTried(tuple(p.l2_tile.items()), p.l2_budget,
+                      memo[k][0].metrics.runtime_cycles if memo[k] else None,
+                      bool(memo[k] and memo[k][0].within_bw), memo[k] is not None and memo[k][1] is offchip)
+            for k, p in order))
         ctx = ctx.note_search("onchip", result.candidates + result.refined, result.status)
         mapping = mdc_mapping(MdcView(chiplet_op(ctx.op, offchip), ctx.mdc_form),
                               offchip_pass.offchip_mapping(offchip), result.choice)

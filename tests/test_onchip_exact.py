@@ -51,14 +51,10 @@ def test_within_two_percent_of_brute_force(name, write):
 
 # Two tiny targets for the whole-MDC-space brute force (8 ops on each): 4 PEs, and 6 PEs (cluster
 # sizes 4 and 5 leave PEs idle there).
-FOUR_PES = """name: four
-backends: [mdc]
-pe_array: {rows: 2, cols: 2}
-l1_bytes_per_pe: 32
-l2_bytes: 512
-noc_bw_elems_per_cycle: 4
-offchip_bw_elems_per_cycle: 2
-"""
+FOUR_PES = (SMALL_TARGET.replace("small", "four").replace("rows: 4, cols: 4", "rows: 2, cols: 2")
+            .replace("l1_bytes_per_pe: 64", "l1_bytes_per_pe: 32").replace("l2_bytes: 4096", "l2_bytes: 512")
+            .replace("offchip_bw_elems_per_cycle: 4", "offchip_bw_elems_per_cycle: 2")
+            .replace("noc_bw_elems_per_cycle: 8", "noc_bw_elems_per_cycle: 4"))
 SIX_PES = FOUR_PES.replace("four", "six").replace("rows: 2, cols: 2", "rows: 2, cols: 3").replace(
     "l1_bytes_per_pe: 32", "l1_bytes_per_pe: 48")
 CONV = "O[n,k,p,q] += I[n,c,p+r,q+s] * W[k,c,r,s]"
