@@ -147,7 +147,8 @@ class OnchipResult:
     def explain(self) -> str:
         lines = [f"The on-chip subspace for this L2 tile had {self.structures:,} array structures; "
                  f"{self.structures_kept} survived pruning (spatial utilisation within "
-                 f"{1 - OPTIONS.keep_utilization:.0%} of the best, the target's spatial-dim restrictions)"
+                 f"{1 - OPTIONS.keep_utilization:.0%} of the best, the target's spatial-dim restrictions; "
+                 "with the top-level spreads and one-level mappings of SearchOptions)"
                  + (f", and {self.overlapping} more whose outer level folds into several steps (the op "
                     "is one L2 tile, so without them its first NoC fill would overlap no compute)."
                     if self.overlapping else "."),

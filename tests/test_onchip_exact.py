@@ -89,3 +89,18 @@ def test_within_one_percent_of_the_whole_mdc_space(name, target_text, write):
     m = evaluate_layer(best.layer, hw)
     assert m.runtime_cycles == best.key[1] and m.macs == view.layer_macs
     assert runtime_counts_every_mac(m.compute_delay_cycles, m.macs, hw.num_pes)
+
+
+def test_bandwidth_priced_lets_the_runtime_decide():
+    """A GEMV on cloud: within the bandwidth (the default) mapc idles PEs to ask at most 64
+    elements/cycle of DRAM; ``priced`` takes MAESTRO's faster mapping that asks more (its runtime
+    already has the stalls), and calls nothing held back."""
+    from conftest import EXAMPLES
+    from targets import load_target
+    target = load_target("cloud")
+    within = run_pipeline(EXAMPLES / "gemv.yaml", target, Options())
+    priced = run_pipeline(EXAMPLES / "gemv.yaml", target, Options(bandwidth="priced"))
+    assert within.lowered.metrics["offchip_bw_required"] <= target.offchip_bw
+    assert priced.lowered.metrics["offchip_bw_required"] > target.offchip_bw
+    assert priced.lowered.metrics["runtime_cycles"] < within.lowered.metrics["runtime_cycles"]
+    assert within.onchip.held_back is not None and priced.onchip.held_back is None
