@@ -44,7 +44,10 @@ class Violation:
 
     @property
     def severity(self) -> str:
-        """"hard", "soft", "capacity" or "warning", from the rule id."""
+        """"hard", "soft", "capacity" or "warning", from the rule id.  S7 (idle PEs) is a warning:
+        leaving PEs idle is a mapping choice MAESTRO's runtime prices exactly, not a miscount."""
+        if self.rule == "S7":
+            return "warning"
         return {"H": "hard", "S": "soft", "C": "capacity", "W": "warning"}[self.rule[0]]
 
     def __str__(self) -> str:

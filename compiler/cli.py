@@ -90,6 +90,9 @@ def main(debug: bool) -> None:
 @click.option("--offchip-slack", type=click.FloatRange(min=0.0), default=0.5, show_default=True,
               help="MDC backend: DRAM traffic allowed above the off-chip optimum when that makes "
                    "MAESTRO's per-step time shorter (0: pure traffic minimisation).")
+@click.option("--bandwidth", type=click.Choice(["within", "priced"]), default="within", show_default=True,
+              help="MDC backend: 'within' ranks mappings within the NoC and off-chip bandwidth before "
+                   "faster ones over it; 'priced' ranks by MAESTRO's runtime alone (it includes the stalls).")
 @click.option("--emit", type=click.Choice(["loops"]), default=None,
               help="Also print the GEMM schedule as a readable loop nest (gemm backend).")
 @click.option("-j", "--jobs", type=click.IntRange(min=1), default=1, show_default=True,
@@ -102,7 +105,7 @@ def main(debug: bool) -> None:
 @handle_errors
 def compile(op: Path, target: str, out_dir: Path, objective: str, schedule: str, backend: str | None,
             dump_after: tuple[str, ...], stop_after: str | None, time_limit: float, offchip_slack: float,
-            emit: str | None,
+            bandwidth: str, emit: str | None,
             jobs: int, plot: bool, keep_going: bool, no_timings: bool) -> None:
     """Compile operator file OP for a target and write the mapping and <op>.report.json.
 
@@ -126,7 +129,7 @@ def compile(op: Path, target: str, out_dir: Path, objective: str, schedule: str,
                 raise MapcError(f"{flag} applies to operator files, not to a model", file=str(op), place=flag)
         check_pass_options(str(op), tgt, backend, None, (), None)
         _compile_model(op, tgt, Options(objective=objective, backend=backend, time_limit_s=time_limit,
-                                offchip_slack=offchip_slack),
+                                offchip_slack=offchip_slack, bandwidth=bandwidth),
                        out_dir, jobs=jobs, plot=plot, timings=not no_timings, keep_going=keep_going,
                        schedule=schedule)
         return
@@ -136,7 +139,7 @@ def compile(op: Path, target: str, out_dir: Path, objective: str, schedule: str,
             raise MapcError(f"{flag} applies to model files (a YAML file with 'layers')", file=str(op), place=place)
     check_pass_options(str(op), tgt, backend, stop_after, dump_after, emit)
     ctx = run_pipeline(op, tgt, Options(objective=objective, backend=backend, time_limit_s=time_limit,
-                                offchip_slack=offchip_slack),
+                                offchip_slack=offchip_slack, bandwidth=bandwidth),
                        stop_after=stop_after, dump_after=dump_after, dump=stdout.print)
     files = list(ctx.artifacts) + [(f"{ctx.op.name}.report.json", report_json(ctx, timings=not no_timings))]
     written = write_all(out_dir, files)

@@ -104,6 +104,8 @@ class Options:
     offchip_slack: float = 0.5         # MDC: DRAM traffic allowed above the optimum for speed
     backend: str | None = None          # None: the target's first backend
     time_limit_s: float = 10.0
+    bandwidth: str = "within"           # MDC: "within" ranks mappings within NoC/off-chip BW first;
+                                        # "priced" lets MAESTRO's runtime (which has the stalls) decide
 
 
 @dataclass(frozen=True)

@@ -95,6 +95,47 @@ def spatial_structures(view: MdcView, l2_tile: dict[str, int], num_pes: int,
             for levels, u in _spreads([d for d in dims if d != a], l2_tile, num_pes // n1, MAX_LEVELS - 1, overlap)]
 
 
+def top_spreads(view: MdcView, l2_tile: dict[str, int], num_pes: int,
+                allowed_roles: tuple[str, ...] | None, folds: int = 4) -> list[Structure]:
+    """Structures whose outermost spread dim sits on the top level itself (``merged``): ``n``
+    top units, each a cluster of ``num_pes // n`` PEs (the rest idle when that does not divide),
+    walking the op's whole extent of the dim in tiles as large as one to ``folds`` top-level
+    steps (or the L2 tile) allow; the clusters below spread the other dims as
+    :func:`spatial_structures` does.  Fewer, larger top-level steps amortise each NoC fill over
+    more compute; the cost model (L2 capacity, exact MACs, S8) decides whether that pays.
+    Strided rows keep one row per unit, on every unit count that covers the rows in one step or
+    divides them (MAESTRO counts those exactly), not only the off-chip pass's."""
+    dims = [d for d in spreadable_dims(view, allowed_roles) if l2_tile[d] > 1]
+    tops = sorted(n for n in {num_pes // c for c in range(2, num_pes // 2 + 1)} if num_pes // (num_pes // n) == n)
+    out: list[Structure] = []
+    if "Y" in view.strided_windows():
+        a = view.form.op_dim("Y")
+        e = view.op.extent(a)
+        if a not in dims:
+            return out
+        for n in (n for n in tops if n != l2_tile[a] and (n >= e or e % n == 0) and n < 2 * e):
+            u0 = level_utilization(e, n, 1) * n * (num_pes // n) / num_pes
+            out += [Structure((SpatialLevel(a, n, 1),) + levels, u0 * u, merged=True)
+                    for levels, u in _spreads([x for x in dims if x != a], l2_tile, num_pes // n, MAX_LEVELS - 1)]
+        return out
+    for d in dims:
+        e = view.op.extent(d)
+        # one level: the dim straight across every PE, the top level's tiles are the PEs' own
+        # (every trip count's tile up to ``folds`` steps: tiles larger than the even share leave
+        # PEs idle but may take fewer, fuller steps)
+        out += [Structure((SpatialLevel(d, num_pes, t),), level_utilization(e, num_pes, t), merged=True)
+                for t in trip_tiles(e) if -(-e // (num_pes * t)) <= folds]
+        for n in (n for n in tops if n <= e):   # (a top unit count MAESTRO forms from a cluster size)
+            cluster = num_pes // n
+            idle = n * cluster / num_pes
+            for t in sorted({-(-e // (n * f)) for f in range(1, folds + 1)} | {-(-l2_tile[d] // n)}):
+                head = SpatialLevel(d, n, t)
+                u0 = level_utilization(e, n, t) * idle
+                out += [Structure((head,) + levels, u0 * u, merged=True)
+                        for levels, u in _spreads([x for x in dims if x != d], l2_tile, cluster, MAX_LEVELS - 1)]
+    return out
+
+
 def _spreads(dims: list[str], l2_tile: dict[str, int], units: int, max_depth: int, overlap: bool = False):
     """(levels, utilisation) for every spread of ``units`` over 1 to ``max_depth`` of ``dims``;
     with ``overlap``, every depth and the outer level folded too."""
@@ -205,6 +246,11 @@ def inner_choices(view: MdcView, l2_tile: dict[str, int], structure: Structure, 
                   max_orders: int = 5) -> tuple[list[OnchipChoice], int]:
     """Per-PE tiles x orders for one structure; returns (choices that fit L1, tilings tried)."""
     inner = structure.levels[-1].dim
+    if structure.merged and len(structure.levels) == 1:
+        # one level: the PEs hold the top level's tiles, in its order (nothing below to choose)
+        tile = level_chunks(l2_tile, structure.levels)
+        return [OnchipChoice(structure.levels, tuple((d, tile[d]) for d in view.dims),
+                             inner_orders(view, inner)[0], True)], 1
     fits, tried = _fitting_tiles(view, level_chunks(l2_tile, structure.levels), inner, l1_elements,
                                  _tile_options)
     orders = inner_orders(view, inner)[:max_orders]
@@ -265,6 +311,8 @@ def neighbours(view: MdcView, l2_tile: dict[str, int], choice: OnchipChoice, l1_
     own, and trying every permutation or every pair at once changed no mapping of the quality
     suite on edge or cloud).  Only those that fit L1 are returned."""
     out: list[OnchipChoice] = []
+    if choice.merged and len(choice.spatial) == 1:
+        return out          # one level: nothing below the top level to change
     l1 = dict(choice.l1_tile)
 
     def add(levels, tile: dict[str, int], order) -> None:

@@ -26,6 +26,13 @@ them seeds the refinement too.  (Below a quarter the refinement's own folds of t
 recover what there is: on the 27 cloud layers of the quality suite between 1 % and 21 % these
 structures changed no mapping.)
 
+Besides structures whose cluster sizes multiply to the PE count, the space has *top-level
+spreads* (:func:`compiler.onchip_space.top_spreads`): the outer spread dim on the top level itself,
+over any unit count MAESTRO forms from a cluster size (the PEs left over idle: S7 is a warning),
+in one to four large steps, so that each NoC fill is amortised over more compute; and one-level
+mappings straight across the PEs.  The whole-MDC-space brute force of
+:mod:`compiler.mdc_fullspace` (tests/test_onchip_exact.py) measures what the pruning loses.
+
 No CP-SAT model here, unlike what the design first planned: the objective is MAESTRO's case
 analysis, which a solver cannot express, and the constraints are met by construction (cluster
 sizes are the PE count's factorisations, tiles are filtered by their L1 footprint as MAESTRO
@@ -46,19 +53,60 @@ from compiler.errors import InfeasibleError
 from compiler.mdc_lowering import MdcView, OnchipChoice, build_layer, chiplet_hw, chiplet_op, mdc_mapping
 from compiler.mdc_scoring import score_choices
 from compiler.onchip_space import (inner_choices, l1_footprint, neighbours, outer_steps, spatial_structures,
-                                   spreadable_dims)
+                                   spreadable_dims, top_spreads)
 from passes import offchip as offchip_pass
 
-KEEP_UTILIZATION = 0.95   # structures within 5% of the best spatial utilisation are searched
-MAX_STRUCTURES = 6
-OVERLAP_STRUCTURES = 2    # structures folding their outer level, searched when the first fill
-EXPOSED_FILL = 0.25       # ... is not overlapped and takes more than this share of the compute
-L2_BUDGETS = (1.0, 0.8, 0.6, 0.4, 0.25, 0.1, 0.03, 0.01)   # fractions of L2 the off-chip tiles may use
-WIDE_KEEP, WIDE_STRUCTURES = 0.0, 48   # the wider search when nothing fits the bandwidth
-SEEDS = 2                 # refinement starts from the best point of this many array structures
-ROUNDS = 4                # ... and takes at most this many improving steps from each
-BW_ROUNDS = 8             # ... plus at most this many while still over the bandwidth
-REPLAN_ABOVE = 1.1        # other off-chip plans are tried when the bandwidth costs more than this
+@dataclass(frozen=True)
+class SearchOptions:
+    """The on-chip search's tuning, in one place (the defaults are :data:`OPTIONS`).
+
+    Array structures within ``keep_utilization`` of the best spatial utilisation are searched, at
+    most ``max_structures`` of them, plus, of those whose outer spread sits on the top level
+    (:func:`compiler.onchip_space.top_spreads`) within ``top_keep``, the ``top_structures`` best by
+    utilisation and the ``top_structures`` with the fewest top-level steps, and, when the op is
+    one L2 tile whose first NoC fill takes more than ``exposed_fill`` of the compute, ``overlap_structures`` whose outer
+    level folds.  Refinement starts from the best point of ``seeds`` structures and takes at most
+    ``rounds`` improving steps from each, plus ``bw_rounds`` while still over the bandwidth.
+    The off-chip plan is solved again at the ``l2_budgets`` (fractions of L2) when nothing fits
+    MAESTRO's L2 accounting, or when staying within the bandwidth costs more than
+    ``replan_above`` times the runtime; then (or when nothing is within the bandwidth) the
+    structures within ``wide_keep`` of the best utilisation (up to ``wide_structures``) are
+    searched too."""
+
+    keep_utilization: float = 0.95
+    max_structures: int = 6
+    top_structures: int = 3
+    top_keep: float = 0.85
+    overlap_structures: int = 2
+    exposed_fill: float = 0.25
+    l2_budgets: tuple[float, ...] = (1.0, 0.8, 0.6, 0.4, 0.25, 0.1, 0.03, 0.01)
+    wide_keep: float = 0.0
+    wide_structures: int = 48
+    seeds: int = 2
+    rounds: int = 4
+    bw_rounds: int = 8
+    replan_above: float = 1.1
+
+
+OPTIONS = SearchOptions()
+
+
+@dataclass(frozen=True)
+class PlanTried:
+    """One off-chip plan the on-chip search solved for: its L2 tiles and budget, and the best
+    on-chip runtime it allowed (None: nothing fit L1/L2), within the bandwidth or not."""
+
+    l2_tile: tuple[tuple[str, int], ...]
+    l2_budget: float
+    runtime_cycles: int | None
+    within_bw: bool
+    chosen: bool
+
+    def line(self) -> str:
+        tiles = ", ".join(f"{d}={t}" for d, t in self.l2_tile)
+        got = ("nothing fits L1/L2" if self.runtime_cycles is None else
+               f"{self.runtime_cycles:,} cycles{'' if self.within_bw else ' (over the bandwidth)'}")
+        return f"{'*' if self.chosen else ' '} L2 budget {self.l2_budget:.0%}: {tiles} -> {got}"
 
 
 @dataclass(frozen=True)
@@ -80,6 +128,7 @@ class OnchipResult:
     status: str
     held_back: tuple[OnchipChoice, Metrics] | None = None   # the fastest, if over the bandwidth
     replanned: str = ""          # why the off-chip plan was solved again, if it was
+    plans: tuple[PlanTried, ...] = ()   # every off-chip plan the search tried, in the order tried
 
     @property
     def bandwidth_cost(self) -> float:
@@ -92,12 +141,14 @@ class OnchipResult:
         return (f"on-chip: {self.choice.describe()}\n"
                 f"  runtime {m.runtime_cycles:,} cycles, energy {m.energy_mac_units:,.0f} MAC units, "
                 f"L1 {m.l1_elements} / L2 {m.l2_elements} elements, NoC BW {m.noc_bw_required}, "
-                f"utilisation {m.utilization:.3f}")
+                f"utilisation {m.utilization:.3f}"
+                + ("".join(f"\n  off-chip plan {p.line()}" for p in self.plans) if len(self.plans) > 1 else ""))
 
     def explain(self) -> str:
         lines = [f"The on-chip subspace for this L2 tile had {self.structures:,} array structures; "
                  f"{self.structures_kept} survived pruning (spatial utilisation within "
-                 f"{1 - KEEP_UTILIZATION:.0%} of the best, the target's spatial-dim restrictions)"
+                 f"{1 - OPTIONS.keep_utilization:.0%} of the best, the target's spatial-dim restrictions; "
+                 "with the top-level spreads and one-level mappings of SearchOptions)"
                  + (f", and {self.overlapping} more whose outer level folds into several steps (the op "
                     "is one L2 tile, so without them its first NoC fill would overlap no compute)."
                     if self.overlapping else "."),
@@ -110,6 +161,9 @@ class OnchipResult:
                  self.pretty()]
         if self.replanned:
             lines.append(self.replanned)
+        if len(self.plans) > 1:
+            lines.append("Off-chip plans tried (* = emitted):")
+            lines += [f"  {p.line()}" for p in self.plans]
         if self.held_back and self.within_bw:
             choice, m = self.held_back
             lines.append(f"Staying within the bandwidth costs {self.bandwidth_cost:.2f}x "
@@ -134,6 +188,9 @@ class OnchipResult:
             # it was within already), and why the off-chip plan was solved again (if it was)
             "fastest_over_bw_cycles": self.held_back[1].runtime_cycles if self.held_back else None,
             "replanned": self.replanned or None,
+            "offchip_plans": [{"l2_tile": dict(p.l2_tile), "l2_budget": p.l2_budget,
+                               "runtime_cycles": p.runtime_cycles, "within_bw": p.within_bw,
+                               "chosen": p.chosen} for p in self.plans],
             "solver_status": self.status}}
 
 
@@ -143,30 +200,31 @@ def objective_key(runtime: int, energy: float, objective: str) -> tuple:
     return {"energy": (energy, runtime), "edp": (runtime * energy, runtime)}.get(objective, (runtime, energy))
 
 
-def keys(scores, objective: str) -> list[tuple]:
+def keys(scores, objective: str, priced: bool = False) -> list[tuple]:
     """Sort key per candidate (lower is better; None where it does not fit L1/L2 with exact MACs).
 
     Candidates within the bandwidth limits come first, the rest by how far they overrun it:
     MAESTRO's runtime already includes bandwidth stalls, but a mapping that stays within them is
-    what the target promises, and ranking overruns lets the refinement walk towards one."""
+    what the target promises, and ranking overruns lets the refinement walk towards one.  With
+    ``priced`` (``--bandwidth priced``) every candidate is in the first class: the runtime decides."""
     out = []
     for i in range(len(scores.fits)):
         if not scores.fits[i]:
             out.append(None)
             continue
-        out.append((max(1.0, float(scores.bw_over[i])),
+        out.append((1.0 if priced else max(1.0, float(scores.bw_over[i])),
                     *objective_key(int(scores.runtime[i]), float(scores.energy[i]), objective)))
     return out
 
 
-def rank(scores, objective: str) -> list[int]:
+def rank(scores, objective: str, priced: bool = False) -> list[int]:
     """Indices of the fitting candidates, best first (ties: generation order)."""
-    k = keys(scores, objective)
+    k = keys(scores, objective, priced)
     return sorted((i for i in range(len(k)) if k[i] is not None), key=lambda i: (k[i], i))
 
 
-def search(ctx: Context, offchip, keep: float = KEEP_UTILIZATION, max_structures: int = MAX_STRUCTURES
-           ) -> OnchipResult | None:
+def search(ctx: Context, offchip, keep: float = OPTIONS.keep_utilization,
+           max_structures: int = OPTIONS.max_structures) -> OnchipResult | None:
     """The best on-chip point for one off-chip plan, or None if no candidate fits L1 and L2.
 
     ``keep``/``max_structures``: array structures within ``keep`` of the best spatial utilisation
@@ -184,25 +242,36 @@ def search(ctx: Context, offchip, keep: float = KEEP_UTILIZATION, max_structures
     kept = sorted((s for s in structures if s.utilization >= keep * best_u),
                   key=lambda s: (-s.utilization, len(s.levels), spelled(s)))
     kept = kept[:max_structures]
+    tops = top_spreads(view, l2_tile, target.num_pes, target.spatial_roles)
+    # One-level structures are one candidate each: all of them.  Of the others (within
+    # ``top_keep`` of the best utilisation: fewer, larger top-level steps, their point, can be
+    # worth idle PEs) the best by utilisation and those with the fewest top-level steps.
+    multi = sorted((s for s in tops if len(s.levels) > 1 and s.utilization >= OPTIONS.top_keep * best_u),
+                   key=lambda s: (-s.utilization, len(s.levels), spelled(s)))
+    few = sorted(multi, key=lambda s: outer_steps(s, {s.levels[0].dim: view.op.extent(s.levels[0].dim)}))
+    top = [s for s in tops if len(s.levels) == 1] + list(dict.fromkeys(
+        multi[:OPTIONS.top_structures] + few[:OPTIONS.top_structures]))
     overlap = []
     fill = l1_footprint(view, l2_tile) / 2 / hw.noc_bw        # cycles to bring the L2 tile in once
-    if (math.prod(offchip.trips.values()) == 1 and fill > EXPOSED_FILL * view.layer_macs / hw.num_pes
+    if (math.prod(offchip.trips.values()) == 1 and fill > OPTIONS.exposed_fill * view.layer_macs / hw.num_pes
             and all(outer_steps(s, l2_tile) == 1 for s in kept)):
         overlap = sorted((s for s in spatial_structures(view, l2_tile, target.num_pes, target.spatial_roles, True)
                           if outer_steps(s, l2_tile) > 1 and s.utilization >= keep * best_u),
                          key=lambda s: (-s.utilization, outer_steps(s, l2_tile), len(s.levels), spelled(s))
-                         )[:OVERLAP_STRUCTURES]
-    per_structure = [inner_choices(view, l2_tile, s, hw.l1_size) for s in kept + overlap]
+                         )[:OPTIONS.overlap_structures]
+    per_structure = [inner_choices(view, l2_tile, s, hw.l1_size) for s in kept + top + overlap]
     candidates = [c for choices, _ in per_structure for c in choices]
     tilings = sum(tried for _, tried in per_structure)
-    base = sum(len(choices) for choices, _ in per_structure[:len(kept)])   # the overlap ones' start
+    base = sum(len(choices) for choices, _ in per_structure[:len(kept)])   # the top spreads' start
+    base_top = base + sum(len(choices) for choices, _ in per_structure[len(kept):len(kept) + len(top)])
     deadline = time.perf_counter() + ctx.options.time_limit_s
     scores = score_choices(view, l2_tile, dram_order, candidates, hw, deadline=deadline)
     complete = scores.scored == len(candidates)
-    order = rank(scores, ctx.options.objective)
+    priced = ctx.options.bandwidth == "priced"
+    order = rank(scores, ctx.options.objective, priced)
     if not order:
         return None
-    found = {c: k for c, k in zip(candidates, keys(scores, ctx.options.objective)) if k is not None}
+    found = {c: k for c, k in zip(candidates, keys(scores, ctx.options.objective, priced)) if k is not None}
     # Local refinement from the best seeds of distinct array structures: every per-PE and
     # per-unit tile value and inner order one step away, until nothing improves.  The fastest
     # structures seed it too, bandwidth aside: idling some of their units may beat the best
@@ -212,25 +281,30 @@ def search(ctx: Context, offchip, keep: float = KEEP_UTILIZATION, max_structures
     for ranking in (order, by_speed) if found[candidates[by_speed[0]]][0] > 1 else (order,):
         picked: list[OnchipChoice] = []
         for i in ranking:
-            if i < base and len(picked) < SEEDS and all(candidates[i].spatial != s.spatial for s in picked):
+            c = candidates[i]
+            if i < base and len(picked) < OPTIONS.seeds and all(c.spatial != s.spatial for s in picked):
                 picked.append(candidates[i])
         seeds += [c for c in picked if c not in seeds]
-    seeds += [candidates[i] for i in order if i >= base][:1]      # the best overlapping one
+    # the best top spread (a one-level choice has no neighbours) and the best overlapping one
+    seeds += [candidates[i] for i in order if base <= i < base_top and len(candidates[i].spatial) > 1][:1]
+    seeds += [candidates[i] for i in order if i >= base_top][:1]
     refined = 0
     for current in seeds:
-        rounds, walks = ROUNDS, BW_ROUNDS     # steps while over the bandwidth use up ``walks``
+        rounds, walks = OPTIONS.rounds, OPTIONS.bw_rounds     # steps while over the bandwidth use up ``walks``
         while rounds and walks:
             if found[current][0] > 1:
                 walks -= 1
             else:
                 rounds -= 1
-            near = [c for c in neighbours(view, l2_tile, current, hw.l1_size, idle=found[current][0] > 1)
-                    if c not in found]
+            every = neighbours(view, l2_tile, current, hw.l1_size, idle=found[current][0] > 1)
+            near = [c for c in every if c not in found]
             near_scores = score_choices(view, l2_tile, dram_order, near, hw, deadline=deadline)
             complete &= near_scores.scored == len(near)
             refined += len(near)
-            found.update({c: k for c, k in zip(near, keys(near_scores, ctx.options.objective)) if k is not None})
-            best_near = min((c for c in near if c in found), key=lambda c: found[c], default=None)
+            found.update({c: k for c, k in zip(near, keys(near_scores, ctx.options.objective, priced))
+                          if k is not None})
+            # (neighbours scored before, e.g. as another structure's candidates, count too)
+            best_near = min((c for c in every if c in found), key=lambda c: found[c], default=None)
             if best_near is None or found[best_near] >= found[current]:
                 break
             current = best_near
@@ -239,7 +313,8 @@ def search(ctx: Context, offchip, keep: float = KEEP_UTILIZATION, max_structures
     def measured(c: OnchipChoice):
         return c, evaluate_layer(build_layer(view, l2_tile, dram_order, c, op.name), hw)
     return OnchipResult(choice=ranked[0], metrics=measured(ranked[0])[1],
-                        structures=len(structures), structures_kept=len(kept), overlapping=len(overlap),
+                        structures=len(structures) + len(tops), structures_kept=len(kept) + len(top),
+                        overlapping=len(overlap),
                         tilings=tilings,
                         candidates=len(candidates), seeds=len(seeds), refined=refined, feasible=len(found),
                         within_bw=sum(1 for k in found.values() if k[0] == 1.0),
@@ -253,12 +328,13 @@ def run(ctx: Context) -> Context:
 
     MAESTRO's L2 accounting can exceed the off-chip model's (it counts each unit's window halo
     separately on strided layers), so when no candidate fits L1/L2, the off-chip subspace is
-    solved again for ever smaller L2 budgets (``L2_BUDGETS``) and the new plan replaces the old
+    solved again for ever smaller L2 budgets (``OPTIONS.l2_budgets``) and the new plan replaces the old
     one (its report says so).
 
     When staying within the NoC and off-chip bandwidth holds the fastest mapping back, a wider
-    space (every array structure's top, up to ``WIDE_STRUCTURES``) is searched if nothing was
-    within them, and on a layer with strided rows the off-chip subspace is solved for every other
+    space (every array structure's top, up to ``OPTIONS.wide_structures``) is searched if nothing was
+    within them or what was costs more than ``OPTIONS.replan_above``, and on a layer with strided
+    rows the off-chip subspace is solved for every other
     allowed number of rows per L2 tile too (those rows are level 0's units: fewer ask less of the
     NoC at once, more share the weights of one L2 tile), each at the largest budget MAESTRO's L2
     accounting accepts, then the best of them at smaller budgets until two in a row do not
@@ -269,6 +345,7 @@ def run(ctx: Context) -> Context:
         raise InfeasibleError(f"no dim of {ctx.op.name} may go across the PEs of {ctx.target.name} "
                               f"(allowed: {', '.join(ctx.target.spatial_roles or ())})")
     memo: dict[tuple, tuple[OnchipResult, object] | None] = {}   # budgets often repeat a plan
+    order: list[tuple[tuple, object]] = []                        # ... in the order first tried
 
     def attempt(hints, budget: float):
         plan = _solve(ctx, hints, budget)
@@ -278,20 +355,25 @@ def run(ctx: Context) -> Context:
                tuple(sorted(plan.part_extents.items())) if plan.chiplet_split else ())
         if key not in memo:
             result = search(ctx, plan)
-            if result is not None and not result.within_bw and result.structures_kept < result.structures:
-                # Nothing within the bandwidth: the busiest structures starve the NoC or DRAM, so
-                # look further down the utilisation ranking before settling.
-                wide = search(ctx, plan, WIDE_KEEP, WIDE_STRUCTURES)
-                if wide is not None and wide.within_bw:
+            if (result is not None and result.structures_kept < result.structures
+                    and (not result.within_bw or result.bandwidth_cost > OPTIONS.replan_above)):
+                # Nothing (or only a much slower point) within the bandwidth: the busiest
+                # structures starve the NoC or DRAM, so look further down the utilisation ranking.
+                wide = search(ctx, plan, OPTIONS.wide_keep, OPTIONS.wide_structures)
+                if wide is not None and wide.within_bw and (not result.within_bw or objective_key(
+                        wide.metrics.runtime_cycles, wide.metrics.energy_mac_units, ctx.options.objective)
+                        < objective_key(result.metrics.runtime_cycles, result.metrics.energy_mac_units,
+                                        ctx.options.objective)):
                     result = wide
             memo[key] = None if result is None else (result, plan)
+            order.append((key, plan))
         return memo[key]
 
     def largest_budget(hints) -> tuple[int, tuple | None]:
-        for i, budget in enumerate(L2_BUDGETS):
+        for i, budget in enumerate(OPTIONS.l2_budgets):
             if (found := attempt(hints, budget)) is not None:
                 return i, found
-        return len(L2_BUDGETS), None
+        return len(OPTIONS.l2_budgets), None
 
     def best(tried):
         return min(tried, key=lambda t: objective_key(t[2][0].metrics.runtime_cycles,
@@ -300,22 +382,26 @@ def run(ctx: Context) -> Context:
     variants = _hint_variants(ctx)
     reached, first = largest_budget(variants[0])
     chosen = first
-    if first is not None and (not first[0].within_bw or first[0].bandwidth_cost > REPLAN_ABOVE):
+    if first is not None and (not first[0].within_bw or first[0].bandwidth_cost > OPTIONS.replan_above):
         tried = [(variants[0], reached, first)] + [(h, *largest_budget(h)) for h in variants[1:]]
         fitting = [t for t in tried if t[2] is not None and t[2][0].within_bw]
         if fitting:
             # Smaller L2 tiles of the best plan's kind may beat idling PEs: fewer units are busy
             # per step for the same bandwidth, but none of them idles.
-            hints, i, _ = best(fitting)
-            misses = 0
-            for j in range(i + 1, len(L2_BUDGETS)):
-                if (f := attempt(hints, L2_BUDGETS[j])) is not None and f[0].within_bw:
-                    fitting.append((hints, j, f))
-                    misses = 0 if best(fitting)[2] is f else misses + 1
-                    if misses == 2:
-                        break   # smaller tiles stopped paying: each step refetches more
-        for j in range(reached + 1, len(L2_BUDGETS)) if not fitting else ():
-            fitting = [(h, j, f) for h in variants if (f := attempt(h, L2_BUDGETS[j])) is not None
+            # Walked for the best plan's kind and the off-chip pass's own (the on-chip space's
+            # top spreads already take other row counts, so the best kind at full budget may not
+            # be the best one at smaller budgets).
+            walks = [best(fitting)[:2]] + [(variants[0], reached)]
+            for hints, i in [w for k, w in enumerate(walks) if all(w[0] is not v[0] for v in walks[:k])]:
+                misses = 0
+                for j in range(i + 1, len(OPTIONS.l2_budgets)):
+                    if (f := attempt(hints, OPTIONS.l2_budgets[j])) is not None and f[0].within_bw:
+                        fitting.append((hints, j, f))
+                        misses = 0 if best(fitting)[2] is f else misses + 1
+                        if misses == 2:
+                            break   # smaller tiles stopped paying: each step refetches more
+        for j in range(reached + 1, len(OPTIONS.l2_budgets)) if not fitting else ():
+            fitting = [(h, j, f) for h in variants if (f := attempt(h, OPTIONS.l2_budgets[j])) is not None
                        and f[0].within_bw]
             if fitting:
                 break
@@ -325,6 +411,11 @@ def run(ctx: Context) -> Context:
         result, offchip = chosen
         if offchip is not ctx.offchip:
             result = replace(result, replanned=_replanned(ctx, first, chosen))
+        result = replace(result, plans=tuple(
+            PlanTried(tuple(p.l2_tile.items()), p.l2_budget,
+                      memo[k][0].metrics.runtime_cycles if memo[k] else None,
+                      bool(memo[k] and memo[k][0].within_bw), memo[k] is not None and memo[k][1] is offchip)
+            for k, p in order))
         ctx = ctx.note_search("onchip", result.candidates + result.refined, result.status)
         mapping = mdc_mapping(MdcView(chiplet_op(ctx.op, offchip), ctx.mdc_form),
                               offchip_pass.offchip_mapping(offchip), result.choice)
@@ -336,7 +427,7 @@ def run(ctx: Context) -> Context:
     l1 = chiplet_hw(ctx.target, ctx.op.output.element_bytes).l1_size
     why = (f"the smallest per-PE tile (whole filter taps, as MDC requires) needs {least} L1 elements "
            f"double-buffered as MAESTRO counts them, and a PE has {l1}" if least > l1 else
-           f"even with the L2 tiles shrunk to {L2_BUDGETS[-1]:.0%} of L2")
+           f"even with the L2 tiles shrunk to {OPTIONS.l2_budgets[-1]:.0%} of L2")
     raise InfeasibleError(f"no on-chip mapping of {ctx.op.name} fits {ctx.target.name}'s L1 and L2 with "
                           f"exact MACs: {why}", file=ctx.target.source or None, place="l1_bytes_per_pe"
                           if least > l1 else "l2_bytes")
