@@ -288,8 +288,13 @@ def whole_space(view: MdcView, l2_tile: dict[str, int], num_pes: int, allowed_ro
 
 def trip_tiles(chunk: int) -> list[int]:
     """The smallest tile of every trip count over ``chunk`` (larger tiles of the same count only
-    use more buffer), ascending."""
-    return sorted({-(-chunk // n) for n in range(1, chunk + 1)})
+    use more buffer), ascending.  O(sqrt(chunk)): beyond ``n = isqrt(chunk) + 1`` trips the tiles
+    are small, and a small tile ``v`` is some ``ceil(chunk / n)`` exactly when ``n = ceil(chunk / v)``
+    gives it back (extents run to 2^31, so the tiles are never walked one by one)."""
+    k = math.isqrt(chunk) + 1
+    big = {-(-chunk // n) for n in range(1, min(k, chunk) + 1)}
+    small = {v for v in range(1, -(-chunk // (k + 1)) + 1) if -(-chunk // -(-chunk // v)) == v}
+    return sorted(big | small)
 
 
 EVERY_TILE_BELOW = 64   # chunks up to this size try every tile in refinement

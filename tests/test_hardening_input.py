@@ -17,7 +17,7 @@ from compiler.errors import MapcError
 from compiler.gemm_interp import run_schedule, random_operands, work
 from compiler.mdc import HwConfig, cluster, make_layer, spatial, temporal
 from compiler.offchip_model import candidate_tiles, trips, window_span_distinct
-from compiler.onchip_space import divisors
+from compiler.onchip_space import divisors, trip_tiles
 
 GEMM = "statement: O[m,n] += I[m,k] * W[k,n]\n"
 
@@ -154,6 +154,13 @@ def test_divisors_by_factorisation():
         assert divisors(n) == [d for d in range(1, n + 1) if n % d == 0]
     assert len(divisors(10 ** 8)) == 81 and divisors(2 ** 31 - 1) == [1, 2 ** 31 - 1]
 
+
+
+def test_trip_tiles_without_walking_the_chunk():
+    for c in range(1, 2000):
+        assert trip_tiles(c) == sorted({-(-c // n) for n in range(1, c + 1)})
+    tiles = trip_tiles(2 ** 31 - 1)   # sqrt-sized: a walk of the chunk would not finish
+    assert tiles[0] == 1 and tiles[-1] == 2 ** 31 - 1 and len(tiles) < 2 * 46341
 
 def test_a_huge_pe_array_compiles(write, run_cli, tmp_path):
     from conftest import SMALL_TARGET
