@@ -63,6 +63,9 @@ def solve_kind(problem: Problem, kind: str, objective: str, time_limit: float) -
         return Solved(lockstep(problem), "none", "FIXED", 0.0, tuple(c.name for c in problem.chains))
     if kind == "concurrent" and len(problem.chains) < 2:
         raise MapcError("--schedule concurrent needs a workload of at least two models", place="--schedule")
+    if kind == "concurrent" and len(problem.chains) > problem.package.count:
+        raise MapcError(f"--schedule concurrent gives each model its own chiplets: at most {problem.package.count} "
+                        f"models on {problem.package.name}", place="--schedule")
     if kind == "pipeline":
         problem = pipeline_problem(problem)
     start = time.perf_counter()
@@ -73,7 +76,8 @@ def solve_kind(problem: Problem, kind: str, objective: str, time_limit: float) -
 def solve(problem: Problem, kind: str, objective: str, time_limit: float) -> tuple[Solved, dict[str, Solved]]:
     """The chosen schedule and every kind tried (``auto``: the best for ``objective``, lockstep
     unless another kind is strictly better; the order lockstep, pipeline, concurrent breaks ties)."""
-    kinds = [kind] if kind != "auto" else ["pipeline"] + (["concurrent"] if len(problem.chains) > 1 else [])
+    kinds = [kind] if kind != "auto" else \
+        ["pipeline"] + (["concurrent"] if 1 < len(problem.chains) <= problem.package.count else [])
     tried = {"lockstep": solve_kind(problem, "lockstep", objective, time_limit)}
     for k in kinds:
         if k != "lockstep":

@@ -175,3 +175,13 @@ def test_no_solution_in_time_keeps_lockstep_and_says_unknown(cp_sat_parameters, 
                                                        "concurrent": "UNKNOWN"}
     assert chosen.figures.key(objective) == min(s.figures.key(objective) for s in tried.values())
     assert all(s.figures.feasible for s in tried.values())
+
+
+def test_concurrent_needs_a_chiplet_per_model():
+    from compiler.errors import MapcError
+
+    problem = synthetic(0, (1, 1, 1, 1, 1))
+    _, tried = solve(problem, "auto", "throughput", time_limit=30.0)
+    assert set(tried) == {"lockstep", "pipeline"}
+    with pytest.raises(MapcError, match="at most 4 models"):
+        solve_kind(problem, "concurrent", "throughput", time_limit=30.0)
