@@ -11,7 +11,7 @@ import io
 from .errors import MapcError
 from .package import Figures
 from .package_costs import PackageCompile
-from .package_schedule import Solved, solve
+from .package_schedule import KEPT_NOTE, Solved, solve
 
 
 def figures_dict(s: Solved) -> dict:
@@ -20,7 +20,7 @@ def figures_dict(s: Solved) -> dict:
     return {"kind": f.kind, "solver": s.solver, "status": s.status, "solve_seconds": round(s.seconds, 6),
             "cycles_per_frame": f.cycles_per_frame, "latency_cycles": f.latency_cycles,
             "dram_elements_per_frame": f.dram_elements, "link_element_hops_per_frame": f.link_element_hops,
-            "energy_mac_units_per_frame": f.energy}
+            "energy_mac_units_per_frame": f.energy} | ({"note": KEPT_NOTE} if s.status == "UNKNOWN" else {})
 
 
 def stages_list(pc: PackageCompile, s: Solved) -> list[dict]:
@@ -80,6 +80,8 @@ def narrate(schedule: dict, target: str) -> str:
     for k, f in s["kinds"].items():
         lines.append(f"  {k:<10} {f['cycles_per_frame']:>14,} cycles/period  latency {f['latency_cycles']:>14,}"
                      f"  energy {f['energy_mac_units_per_frame']:.4g}  ({f['solver']}, {f['status']})")
+        if "note" in f:
+            lines.append(f"             {f['note']}")
     lines.append(f"Chosen: {s['kind']} — {s['throughput_over_lockstep']:.3f}x the lockstep throughput, "
                  f"{s['latency_over_lockstep']:.3f}x its latency; {s['cycles_per_frame_over_bound']:.3f}x the "
                  f"aggregate bound of {s['bound_cycles']:,} cycles (all MACs on all PEs, or all compulsory "

@@ -17,6 +17,11 @@ in the receiving set's L2 (else through DRAM, which the per-layer costs already 
 the energy or their product (EDP) per period, ties broken by the interval or latency.  The
 figures reported come from :func:`compiler.package.evaluate` on the decoded placement; when the
 solver proves optimality they equal the model's objective (the brute-force test checks this).
+
+The search starts from a complete hint: every variable set to its value in the one-stage placement
+(each chain on its own share of the chiplets; for one chain, every layer on all chiplets, which is
+lockstep).  When CP-SAT ends with no solution of its own (UNKNOWN: the time limit ran out, e.g.
+on a loaded machine), that placement is the schedule and the status stays UNKNOWN.
 """
 from __future__ import annotations
 
@@ -27,6 +32,9 @@ from .errors import MapcError
 from .package import Chain, Figures, Placement, Problem, evaluate, lockstep
 
 KINDS = ("lockstep", "pipeline", "concurrent", "auto")
+# what an UNKNOWN status means in the report
+KEPT_NOTE = ("CP-SAT found no solution within the time limit; the one-stage placement it started from is kept "
+             "(lockstep; for concurrent, each model on its own share of the chiplets)")
 
 
 @dataclass(frozen=True)
@@ -35,7 +43,7 @@ class Solved:
 
     figures: Figures
     solver: str            # "CP-SAT", or "none" for lockstep (nothing to decide)
-    status: str            # OPTIMAL / FEASIBLE (CP-SAT), FIXED (lockstep)
+    status: str            # OPTIMAL / FEASIBLE / UNKNOWN (CP-SAT; UNKNOWN keeps the one-stage hint), FIXED (lockstep)
     seconds: float
     chains: tuple[str, ...]
 
@@ -55,6 +63,9 @@ def solve_kind(problem: Problem, kind: str, objective: str, time_limit: float) -
         return Solved(lockstep(problem), "none", "FIXED", 0.0, tuple(c.name for c in problem.chains))
     if kind == "concurrent" and len(problem.chains) < 2:
         raise MapcError("--schedule concurrent needs a workload of at least two models", place="--schedule")
+    if kind == "concurrent" and len(problem.chains) > problem.package.count:
+        raise MapcError(f"--schedule concurrent gives each model its own chiplets: at most {problem.package.count} "
+                        f"models on {problem.package.name}", place="--schedule")
     if kind == "pipeline":
         problem = pipeline_problem(problem)
     start = time.perf_counter()
@@ -65,7 +76,8 @@ def solve_kind(problem: Problem, kind: str, objective: str, time_limit: float) -
 def solve(problem: Problem, kind: str, objective: str, time_limit: float) -> tuple[Solved, dict[str, Solved]]:
     """The chosen schedule and every kind tried (``auto``: the best for ``objective``, lockstep
     unless another kind is strictly better; the order lockstep, pipeline, concurrent breaks ties)."""
-    kinds = [kind] if kind != "auto" else ["pipeline"] + (["concurrent"] if len(problem.chains) > 1 else [])
+    kinds = [kind] if kind != "auto" else \
+        ["pipeline"] + (["concurrent"] if 1 < len(problem.chains) <= problem.package.count else [])
     tried = {"lockstep": solve_kind(problem, "lockstep", objective, time_limit)}
     for k in kinds:
         if k != "lockstep":
@@ -84,8 +96,9 @@ def _cp_sat(problem: Problem, objective: str, time_limit: float, kind: str) -> t
     m = cp_model.CpModel()
     chiplet_use: dict[int, list] = {p: [] for p in pkg.everything}
     link_use: dict[tuple[int, int], list] = {}
-    stage_vars = []                      # per chain: (a, x, z, J)
-    durations, latencies, energy_terms, hint, occupancy = [], [], [], [], []
+    stage_vars = []                      # per chain: (a, x, J)
+    durations, latencies, energy_terms, occupancy = [], [], [], []
+    hint: dict[int, int] = {}            # variable index -> its value in the one-stage placement (others 0)
     num, den = pkg.dram_ratio()
     horizon = sum(max(problem.cost(l, s)[0] for s in sets) for c in problem.chains for l in c.layers)
     horizon += sum(max(problem.cut(l, a, b).cycles for a in sets for b in sets if not set(a) & set(b))
@@ -100,6 +113,7 @@ def _cp_sat(problem: Problem, objective: str, time_limit: float, kind: str) -> t
     # CP-SAT reports a model with 1e9-sized energy coefficients infeasible)
     unit = max(1, e_max // 10 ** 7)
     e_max = e_max // unit + 1
+    shares = _shares(problem)
     for ci, chain in enumerate(problem.chains):
         L, J = len(chain.layers), min(slots, len(chain.layers))
         one = m.NewConstant(1)
@@ -138,6 +152,11 @@ def _cp_sat(problem: Problem, objective: str, time_limit: float, kind: str) -> t
             energy_terms.append(en)
             occ = m.NewIntVar(0, horizon, f"o{ci}_{j}")      # the DRAM interface's busy cycles
             occupancy.append(occ)
+            if j == 0:
+                costs = [problem.cost(layer, shares[ci]) for layer in chain.layers]
+                hint |= {x[0][shares[ci]].Index(): 1, dur.Index(): sum(c[0] for c in costs),
+                         dram.Index(): sum(c[1] for c in costs), en.Index(): sum(c[2] // unit for c in costs),
+                         occ.Index(): pkg.dram_cycles(sum(c[1] for c in costs))}
             if j + 1 < J:
                 tr = m.NewIntVar(0, horizon, f"t{ci}_{j}")
                 saving = m.NewIntVar(-e_max, e_max, f"s{ci}_{j}")
@@ -175,8 +194,8 @@ def _cp_sat(problem: Problem, objective: str, time_limit: float, kind: str) -> t
         lat = m.NewIntVar(0, horizon, f"lat{ci}")
         m.Add(lat == sum(lat_terms))
         latencies.append(lat)
+        hint[lat.Index()] = hint[durations[-J].Index()]
         stage_vars.append((a, x, J))
-        hint.append((a, x, J))
     for p, vs in chiplet_use.items():
         m.AddAtMostOne(vs)
     for link, vs in link_use.items():
@@ -193,22 +212,29 @@ def _cp_sat(problem: Problem, objective: str, time_limit: float, kind: str) -> t
         m.AddMultiplicationEquality(edp, [energy, period])
     primary, secondary = {"throughput": (period, latency), "latency": (latency, period),
                           "energy": (energy, period)}.get(objective, (edp if objective == "edp" else None, period))
-    _hint_single_stage(m, problem, stage_vars)
+    dram_busy = sum(hint.get(o.Index(), 0) for o in occupancy)
+    hint[period.Index()] = max([hint.get(d.Index(), 0) for d in durations] + [dram_busy])
+    hint[latency.Index()] = max([hint[v.Index()] for v in latencies] + [dram_busy])
+    # the negated cut savings in energy_terms are 0 in the one-stage placement
+    hint[energy.Index()] = sum(hint.get(e.Index(), 0) for e in energy_terms if isinstance(e, cp_model.IntVar))
+    if objective == "edp":
+        hint[edp.Index()] = hint[energy.Index()] * hint[period.Index()]
+    _hint_all(m, lambda i, low: hint.get(i, max(low, 0)))
     solver = cp_model.CpSolver()
     solver.parameters.max_time_in_seconds = time_limit
     solver.parameters.num_workers = 1       # deterministic: same input, same schedule
     # lexicographic: the objective first, then the tie-break with the objective held at its best
     m.Minimize(primary)
     code = solver.Solve(m)
-    if code not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
-        raise MapcError(f"the package schedule found no placement within {time_limit:g} s "
-                        f"(CP-SAT {solver.StatusName(code)}); raise --time-limit", place="--schedule")
+    if code == cp_model.UNKNOWN:        # no solution in time: keep the hinted placement
+        one_stage = tuple(Placement(ci, 0, len(c.layers) - 1, shares[ci]) for ci, c in enumerate(problem.chains))
+        return evaluate(problem, kind, one_stage), "UNKNOWN"
+    if code not in (cp_model.OPTIMAL, cp_model.FEASIBLE):   # the hint is a solution: a model bug
+        raise RuntimeError(f"package schedule model is {solver.StatusName(code)}")
     placements = _decode(solver, problem, stage_vars)
     if code == cp_model.OPTIMAL:
         best = solver.Value(primary)
-        m.ClearHints()
-        for var in _all_vars(stage_vars):
-            m.AddHint(var, solver.Value(var))
+        _hint_all(m, lambda i, low: solver.Value(m.GetIntVarFromProtoIndex(i)))
         m.Add(primary <= best)
         m.Minimize(secondary)
         code2 = solver.Solve(m)
@@ -231,24 +257,17 @@ def _decode(solver, problem: Problem, stage_vars) -> list[Placement]:
     return placements
 
 
-def _all_vars(stage_vars) -> list:
-    """The decision variables that fix a placement (cuts and sets), for hints."""
-    out = []
-    for a, x, _ in stage_vars:
-        out += [v for row in a for v in row[1:]] + [v for xs in x for v in xs.values()]
-    return out
-
-
-def _hint_single_stage(m, problem: Problem, stage_vars) -> None:
-    """Hint the one-stage placement (each chain on its own share of the chiplets), a solution
-    every instance has, so the search starts from a feasible point."""
+def _shares(problem: Problem) -> list[tuple[int, ...]]:
+    """Each chain's share of the chiplets in the one-stage placement (the last takes the rest),
+    a placement every instance has."""
     n, chains = problem.package.count, len(problem.chains)
-    for ci, (a, x, J) in enumerate(stage_vars):
-        share = tuple(range(ci * (n // chains), (ci + 1) * (n // chains))) if ci < chains - 1 \
-            else tuple(range(ci * (n // chains), n))
-        for row in a:
-            for var in row[1:]:
-                m.AddHint(var, 0)
-        for j in range(J):
-            for s, var in x[j].items():
-                m.AddHint(var, int(j == 0 and s == share))
+    return [tuple(range(ci * (n // chains), n if ci == chains - 1 else (ci + 1) * (n // chains)))
+            for ci in range(chains)]
+
+
+def _hint_all(m, value) -> None:
+    """Hint every variable of ``m`` (``value(index, domain lower bound)``): a complete hint is a
+    solution CP-SAT can start from, or keep, without search."""
+    m.ClearHints()
+    for i, proto in enumerate(m.Proto().variables):
+        m.AddHint(m.GetIntVarFromProtoIndex(i), value(i, proto.domain[0]))

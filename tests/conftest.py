@@ -34,6 +34,32 @@ def run_cli():
 
 
 @pytest.fixture
+def cp_sat_parameters(monkeypatch):
+    """``use(**params)`` sets CP-SAT parameters on every later solve (``stop_after_presolve``
+    ends a solve with no solution, as a time limit running out does); it returns the list that
+    gets, per solve, the status name and whether every variable of the model had a hint."""
+    from ortools.sat.python import cp_model
+
+    solves: list[tuple[str, bool]] = []
+
+    def use(**params) -> list[tuple[str, bool]]:
+        class Solver(cp_model.CpSolver):
+            def Solve(self, model, *args):  # noqa: N802 (CP-SAT's name)
+                for key, value in params.items():
+                    setattr(self.parameters, key, value)
+                code = super().Solve(model, *args)
+                proto = model.Proto()
+                every = sorted(proto.solution_hint.vars) == list(range(len(proto.variables)))
+                solves.append((self.StatusName(code), every))
+                return code
+
+        monkeypatch.setattr(cp_model, "CpSolver", Solver)
+        return solves
+
+    return use
+
+
+@pytest.fixture
 def write(tmp_path):
     """Write a text file under tmp_path and return its path."""
 

@@ -95,6 +95,25 @@ def test_compile_report_files_plot_and_explain(files, tmp_path, run_cli):
     assert f"Chosen: {s['kind']}" in text and "stage 0:" in text and "lockstep" in text
 
 
+def test_compile_with_no_solution_in_time_keeps_lockstep(files, tmp_path, run_cli, cp_sat_parameters):
+    solves = cp_sat_parameters(stop_after_presolve=True)
+    out = tmp_path / "out"
+    code, stdout, stderr = run_cli("compile", files / "pair.yaml", "-t", "chiplet4", "-o", out, "--no-timings",
+                                   "--objective", "throughput", "-j", "2")
+    assert code == 0, stderr
+    assert solves == [("UNKNOWN", True)] * 2                 # pipeline, concurrent
+    s = json.loads((out / "model.report.json").read_text())["schedule"]
+    for kind in ("pipeline", "concurrent"):
+        assert s["kinds"][kind]["status"] == "UNKNOWN" and "time limit" in s["kinds"][kind]["note"]
+    assert "note" not in s["lockstep"]
+    assert s["kinds"]["pipeline"]["cycles_per_frame"] == s["lockstep"]["cycles_per_frame"]
+    # the kept concurrent placement (each model on two chiplets) beats lockstep here: auto takes it
+    assert s["kind"] == "concurrent" and s["status"] == "UNKNOWN" and s["note"] == s["kinds"]["concurrent"]["note"]
+    assert [st["chiplets"] for st in s["stages"]] == [[0, 1], [2, 3]]
+    assert s["cycles_per_frame"] < s["lockstep"]["cycles_per_frame"]
+    assert "UNKNOWN" in stdout and "one-stage placement it started from is kept" in stdout
+
+
 def test_bad_schedules_and_workloads_are_one_line_errors(files, write, tmp_path, run_cli):
     out = tmp_path / "none"
     code, _, err = run_cli("compile", files / "cnn.yaml", "-t", "chiplet4", "--schedule", "concurrent", "-o", out)

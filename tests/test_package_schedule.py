@@ -141,3 +141,47 @@ def test_event_simulation_sees_a_shared_link():
     assert fig.cycles_per_frame == 100_000           # what the closed form would claim
     sim = simulate(dc_replace(fig, feasible=True), frames=8)
     assert sim.interval == 200_000                   # both streams need link 1->2 every period
+
+
+@pytest.mark.parametrize("objective", ["throughput", "latency", "energy", "edp"])
+def test_every_variable_is_hinted_with_the_one_stage_placement(cp_sat_parameters, objective):
+    """With every variable fixed to its hint the model is still solved: the hint is complete and
+    feasible, and its placement is lockstep's (one chain) or each model on its own half."""
+    solves = cp_sat_parameters(fix_variables_to_their_hinted_value=True)
+    problem = synthetic(5, (3, 3))
+    pipe = solve_kind(problem, "pipeline", objective, time_limit=30.0)
+    conc = solve_kind(problem, "concurrent", objective, time_limit=30.0)
+    assert solves and all(s == ("OPTIMAL", True) for s in solves)
+    base = lockstep(problem)
+    assert [st.placement for st in pipe.figures.stages] == [Placement(0, 0, 5, (0, 1, 2, 3))]
+    assert pipe.figures.key("throughput") == base.key("throughput") and pipe.figures.energy == base.energy
+    assert [st.placement for st in conc.figures.stages] == [Placement(0, 0, 2, (0, 1)), Placement(1, 0, 2, (2, 3))]
+
+
+@pytest.mark.parametrize("objective", ["throughput", "edp"])
+def test_no_solution_in_time_keeps_lockstep_and_says_unknown(cp_sat_parameters, objective):
+    solves = cp_sat_parameters(stop_after_presolve=True)
+    problem = synthetic(1, (6,))
+    got = solve_kind(problem, "pipeline", objective, time_limit=30.0)
+    assert solves == [("UNKNOWN", True)]
+    base = lockstep(problem)
+    assert got.status == "UNKNOWN" and got.solver == "CP-SAT" and got.figures.feasible
+    assert [st.placement for st in got.figures.stages] == [Placement(0, 0, 5, (0, 1, 2, 3))]
+    assert (got.figures.cycles_per_frame, got.figures.latency_cycles, got.figures.dram_elements,
+            got.figures.energy) == (base.cycles_per_frame, base.latency_cycles, base.dram_elements, base.energy)
+    two = synthetic(6, (2, 3))
+    chosen, tried = solve(two, "auto", objective, time_limit=30.0)
+    assert {k: s.status for k, s in tried.items()} == {"lockstep": "FIXED", "pipeline": "UNKNOWN",
+                                                       "concurrent": "UNKNOWN"}
+    assert chosen.figures.key(objective) == min(s.figures.key(objective) for s in tried.values())
+    assert all(s.figures.feasible for s in tried.values())
+
+
+def test_concurrent_needs_a_chiplet_per_model():
+    from compiler.errors import MapcError
+
+    problem = synthetic(0, (1, 1, 1, 1, 1))
+    _, tried = solve(problem, "auto", "throughput", time_limit=30.0)
+    assert set(tried) == {"lockstep", "pipeline"}
+    with pytest.raises(MapcError, match="at most 4 models"):
+        solve_kind(problem, "concurrent", "throughput", time_limit=30.0)
