@@ -32,7 +32,7 @@ from compiler.model_compile import LayerJob, LayerResult, compile_layer, distinc
 from compiler.package_costs import compile_package  # noqa: E402
 from compiler.package_schedule import solve  # noqa: E402
 from compiler.package_sim import simulate  # noqa: E402
-from targets import Chiplets, load_target  # noqa: E402
+from targets import load_target  # noqa: E402
 
 CASES = [("ResNet-50", "examples/models/resnet50.yaml"), ("MobileNetV2", "examples/models/mobilenetv2.yaml"),
          ("BERT-base layer", "examples/models/bert_base.yaml"), ("GPT-2 block", "examples/models/gpt2_small.yaml"),

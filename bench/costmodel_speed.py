@@ -30,8 +30,10 @@ from pathlib import Path
 
 import numpy as np
 
-from compiler.costmodel_vec import MappingTemplate, evaluate_batch, evaluate_layer
-from compiler.mdc import HwConfig, make_layer, parse_mdc_file
+from compiler.mdc.costmodel import MappingTemplate, evaluate_batch, evaluate_layer
+from compiler.mdc.hw import HwConfig
+from compiler.mdc.parser import parse_mdc_file
+from compiler.mdc.syntax import make_layer
 
 ROOT = Path(__file__).resolve().parent.parent
 

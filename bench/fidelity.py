@@ -11,9 +11,10 @@ import csv
 import sys
 from pathlib import Path
 
-from compiler.costmodel_vec import evaluate_layer
+from compiler.mdc.costmodel import evaluate_layer
 from compiler.errors import MapcError
-from compiler.mdc import parse_hw_file, parse_mdc_file
+from compiler.mdc.hw import parse_hw_file
+from compiler.mdc.parser import parse_mdc_file
 
 DEFAULT_SHARED = Path(__file__).resolve().parents[2] / "shared"
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import yaml
 
 from compiler.context import Options
-from compiler.gemm_interp import verify
+from compiler.gemm.interp import verify
 from compiler.model import load_model, unique_layers
 from compiler.pipeline import run_pipeline
 from targets import load_target

@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from compiler.context import Options  # noqa: E402
-from compiler.mdc_lowering import MdcView, chiplet_hw, chiplet_op  # noqa: E402
+from compiler.mdc.lowering import MdcView, chiplet_hw, chiplet_op  # noqa: E402
 from passes.conformance import conform  # noqa: E402
 from compiler.pipeline import run_pipeline  # noqa: E402
 from targets import load_target  # noqa: E402

@@ -21,7 +21,7 @@ and the ResNeXt grouped conv ``examples/gconv.yaml``.  For each layer and target
   checker has no hard/soft/capacity violation (so MACs are exact) and the NoC and off-chip
   bandwidth are within the limits.  Repeated layers (attention heads) count once per repeat.
 * **random search** (edge and cloud): candidates drawn with a seeded RNG from the on-chip space
-  of :mod:`compiler.onchip_space` for mapc's own L2 tiling (every array structure, unpruned; any
+  of :mod:`compiler.mdc.onchip_space` for mapc's own L2 tiling (every array structure, unpruned; any
   per-PE tile 1..chunk; the loop orders of ``inner_orders``), scored with the vectorised cost
   model for 10x mapc's compile time; best fitting candidate (same rule as mapc: within bandwidth
   first) over mapc's runtime.
@@ -55,16 +55,17 @@ import numpy as np  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from compiler.checker import check_layer  # noqa: E402
+from compiler.mdc.checker import check_layer  # noqa: E402
 from compiler.context import Options  # noqa: E402
-from compiler.costmodel_vec import evaluate_layer  # noqa: E402
+from compiler.mdc.costmodel import evaluate_layer  # noqa: E402
 from compiler.errors import MapcError  # noqa: E402
 from compiler.frontend import load_op  # noqa: E402
-from compiler.mdc import make_layer, parse_mdc_file  # noqa: E402
-from compiler.mdc_lowering import MdcView, OnchipChoice, build_layer, chiplet_hw, chiplet_op  # noqa: E402
-from compiler.mdc_scoring import score_choices  # noqa: E402
+from compiler.mdc.parser import parse_mdc_file
+from compiler.mdc.syntax import make_layer
+from compiler.mdc.lowering import MdcView, OnchipChoice, build_layer, chiplet_hw, chiplet_op  # noqa: E402
+from compiler.mdc.scoring import score_choices  # noqa: E402
 from compiler.model import load_model  # noqa: E402
-from compiler.onchip_space import inner_orders, l1_footprint, level_chunks, spatial_structures, whole_space  # noqa: E402
+from compiler.mdc.onchip_space import inner_orders, l1_footprint, level_chunks, spatial_structures, whole_space  # noqa: E402
 from compiler.pipeline import run_pipeline  # noqa: E402
 from targets import load_target  # noqa: E402
 

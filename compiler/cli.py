@@ -341,7 +341,7 @@ def show_target(name: str) -> None:
 @handle_errors
 def eval_cmd(mapping: Path, hw_file: Path | None, target: str | None, as_json: bool) -> None:
     """Cost MDC file MAPPING with the MAESTRO model: one row of metrics per layer."""
-    from .mdc_commands import eval_json, eval_mapping, eval_table, load_hw
+    from .mdc.commands import eval_json, eval_mapping, eval_table, load_hw
 
     metrics = eval_mapping(mapping, load_hw(hw_file, target))
     if as_json:
@@ -357,7 +357,7 @@ def eval_cmd(mapping: Path, hw_file: Path | None, target: str | None, as_json: b
 @handle_errors
 def check_cmd(mapping: Path, hw_file: Path | None, target: str | None) -> None:
     """Check MDC file MAPPING against MAESTRO's rules; exit 2 if any rule is broken."""
-    from .mdc_commands import check_mapping, load_hw
+    from .mdc.commands import check_mapping, load_hw
 
     hw = load_hw(hw_file, target) if (hw_file or target) else None
     lines, code = check_mapping(mapping, hw)
@@ -365,7 +365,7 @@ def check_cmd(mapping: Path, hw_file: Path | None, target: str | None) -> None:
         click.echo(line)
     skipped = ""
     if hw is None:
-        from .checker import NEEDS_HW
+        from .mdc.checker import NEEDS_HW
         skipped = f"only rules that need no hardware ran; without --target or --hw not checked: {', '.join(NEEDS_HW)}"
     if code == 0:
         click.echo(f"{mapping}: ok" + (" (bandwidth warnings only)" if lines else "")
@@ -382,7 +382,7 @@ def check_cmd(mapping: Path, hw_file: Path | None, target: str | None) -> None:
 @handle_errors
 def verify(schedule: Path, seed: int, element: bool) -> None:
     """Execute SCHEDULE.yaml on random integer matrices; check the product and the claimed traffic."""
-    from .gemm_interp import verify_file
+    from .gemm.interp import verify_file
 
     lines, ok = verify_file(schedule, seed=seed, granularity="element" if element else "tile")
     for line in lines:

@@ -17,7 +17,7 @@ from .ir import Op, OpMapping
 
 if TYPE_CHECKING:  # the passes import this module; only the annotations name their results
     from passes.gemm_lowering import GemmLowering
-    from compiler.mdc_parts import Decomposition
+    from compiler.mdc.parts import Decomposition
     from passes.gemm_schedule import GemmResult
     from passes.mdc_emit import MdcOutput
     from passes.offchip import OffchipSchedule

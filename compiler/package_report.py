@@ -9,7 +9,6 @@ from __future__ import annotations
 import io
 
 from .errors import MapcError
-from .package import Figures
 from .package_costs import PackageCompile
 from .package_schedule import KEPT_NOTE, Solved, solve
 

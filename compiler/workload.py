@@ -17,7 +17,7 @@ import math
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from .errors import InputError, MapcError
+from .errors import InputError
 from .model import Model, load_model
 from .yamlio import check_keys, load_yaml_mapping, read_text
 

@@ -16,12 +16,12 @@ Decides:  the plans (:mod:`compiler.decomposition`) that write the op as parts a
           * ``split-<dim>``: the taps of one of three window axes (one plan per axis).
           Parts that still have a dilated window are split into phases, and parts whose filter
           does not fit into tap groups.  Identical parts are compiled once, plans in the order of
-          a lower bound on their runtime (:func:`compiler.mdc_parts.lower_bound`); for
+          a lower bound on their runtime (:func:`compiler.mdc.parts.lower_bound`); for
           ``--objective latency`` a plan whose bound is no better than a compiled plan is not
           compiled.
 Leaves:   ``ctx.decomposition`` (the plans tried, their runtimes); when a plan of several parts
           wins, also ``ctx.lowered`` (one ``.m`` with a layer per part, metrics of the whole,
-          see :mod:`compiler.mdc_parts`), the artefacts and stage LOWERED, so the per-op passes
+          see :mod:`compiler.mdc.parts`), the artefacts and stage LOWERED, so the per-op passes
           after this one do not run.  When the op as written wins, they run on it as usual.
 """
 from __future__ import annotations
@@ -33,10 +33,10 @@ from compiler.decomposition import (Part, Plan, as_gemm, assert_exact, axis_spli
                                     phase_windows, phases, root, scatter_taps)
 from compiler.errors import ConformanceError, InfeasibleError, MapcError
 from compiler.ir import Op
-from compiler.mdc_lowering import MdcView, chiplet_hw
-from compiler.mdc_parts import (Decomposition, PlanCost, combine, lower_bound, plan_cost, plan_rereads,
+from compiler.mdc.lowering import MdcView, chiplet_hw
+from compiler.mdc.parts import (Decomposition, PlanCost, combine, lower_bound, plan_cost, plan_rereads,
                                 touched_elements)
-from compiler.onchip_space import l1_footprint
+from compiler.mdc.onchip_space import l1_footprint
 from passes import conformance, mdc_emit, mdc_limits, offchip, onchip
 from passes.conformance import conform
 from passes.mdc_emit import MdcOutput, bounds

@@ -6,7 +6,7 @@ Reads:    ``ctx.op`` (the GEMM form left by ``gemm-lowering``), ``ctx.offchip`` 
 Decides:  the array tiling: how many rows/columns each array tile uses, how long the stream is,
           and the order of the L2-level loops; without an off-chip plan it also picks the L2 tile,
           DRAM loop order and chiplet split itself.  Every candidate is scored by
-          :mod:`compiler.gemm_model`; the search is exhaustive over its candidate set within the
+          :mod:`compiler.gemm.model`; the search is exhaustive over its candidate set within the
           time limit (status OPTIMAL-IN-SPACE, or FEASIBLE when the limit cut it short).
 Leaves:   ``ctx.lowered`` = a :class:`GemmResult` (schedule, metrics, lowering record),
           ``<op>.schedule.yaml`` in ``ctx.artifacts``, stage LOWERED.
@@ -20,9 +20,9 @@ from dataclasses import dataclass, replace
 
 from compiler.context import Context, Stage
 from compiler.errors import InfeasibleError, MapcError
-from compiler.gemm_model import GemmMetrics, evaluate, metrics_report
+from compiler.gemm.model import GemmMetrics, evaluate, metrics_report
 from compiler.ir import OpMapping, build_mapping
-from compiler.schedule import BUFFER_LEVELS, Axis, Buffer, Kind, Level, Loop, Operand, Schedule
+from compiler.gemm.schedule import BUFFER_LEVELS, Axis, Buffer, Kind, Level, Loop, Operand, Schedule
 from passes.gemm_lowering import GemmLowering
 from targets import Target
 

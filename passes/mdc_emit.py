@@ -2,7 +2,7 @@
 
 Reads:    ``ctx.op``, ``ctx.mdc_form``, ``ctx.mapping`` (the typed mapping the on-chip pass
           completed), ``ctx.offchip`` (chiplet parts, traffic for the report), the target.
-Decides:  nothing new; lowers the typed mapping to MDC (:func:`compiler.mdc_lowering.build_file`).
+Decides:  nothing new; lowers the typed mapping to MDC (:func:`compiler.mdc.lowering.build_file`).
 Leaves:   ``ctx.lowered`` (an :class:`MdcOutput` whose metrics come from re-parsing and evaluating
           the exact text that will be written) and two artefacts, ``<op>.m`` and
           ``<target>.hw.m``.  A file the checker rejects is never written: that is an internal
@@ -13,11 +13,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 
-from compiler.checker import check_file, is_clean
+from compiler.mdc.checker import check_file, is_clean
 from compiler.context import Context, Stage
-from compiler.costmodel_vec import evaluate_file
-from compiler.mdc import parse_hw, parse_mdc, print_hw, print_mdc
-from compiler.mdc_lowering import MdcView, build_file, chiplet_hw, chiplet_op
+from compiler.mdc.costmodel import evaluate_file
+from compiler.mdc.hw import parse_hw, print_hw
+from compiler.mdc.parser import parse_mdc
+from compiler.mdc.syntax import print_mdc
+from compiler.mdc.lowering import MdcView, build_file, chiplet_hw, chiplet_op
 
 
 @dataclass(frozen=True)

@@ -19,8 +19,8 @@ from __future__ import annotations
 from dataclasses import replace
 
 from compiler.context import Context, OffchipHints
-from compiler.mdc_lowering import MdcView, chiplet_hw
-from compiler.onchip_space import divisors, spreadable_dims
+from compiler.mdc.lowering import MdcView, chiplet_hw
+from compiler.mdc.onchip_space import divisors, spreadable_dims
 
 
 def run(ctx: Context) -> Context:

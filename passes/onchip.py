@@ -11,9 +11,9 @@ Decides:  which dims go across the PE array (one to three cluster levels), the p
           into them by leaving units idle, and the search walks there when it must).
 Leaves:   ``ctx.onchip`` (an :class:`OnchipResult`: the choice, its metrics and the counts of the
           space before and after each pruning step); possibly a re-solved ``ctx.offchip``; the
-          whole typed ``ctx.mapping`` (:func:`compiler.mdc_lowering.mdc_mapping`).
+          whole typed ``ctx.mapping`` (:func:`compiler.mdc.lowering.mdc_mapping`).
 
-The pruned space (:mod:`compiler.onchip_space`) is scored exhaustively in batches by the
+The pruned space (:mod:`compiler.mdc.onchip_space`) is scored exhaustively in batches by the
 vectorised cost model, then the best points of the best structures are refined one tile or order
 at a time until nothing improves.  The status is OPTIMAL-IN-SPACE when all of that finished within
 the time limit and FEASIBLE when the limit cut it short.
@@ -27,11 +27,11 @@ recover what there is: on the 27 cloud layers of the quality suite between 1 % a
 structures changed no mapping.)
 
 Besides structures whose cluster sizes multiply to the PE count, the space has *top-level
-spreads* (:func:`compiler.onchip_space.top_spreads`): the outer spread dim on the top level itself,
+spreads* (:func:`compiler.mdc.onchip_space.top_spreads`): the outer spread dim on the top level itself,
 over any unit count MAESTRO forms from a cluster size (the PEs left over idle: S7 is a warning),
 in one to four large steps, so that each NoC fill is amortised over more compute; and one-level
 mappings straight across the PEs.  The whole-MDC-space brute force of
-:mod:`compiler.mdc_fullspace` (tests/test_onchip_exact.py) measures what the pruning loses.
+:mod:`compiler.mdc.fullspace` (tests/test_onchip_exact.py) measures what the pruning loses.
 
 No CP-SAT model here, unlike what the design first planned: the objective is MAESTRO's case
 analysis, which a solver cannot express, and the constraints are met by construction (cluster
@@ -48,12 +48,12 @@ import time
 from dataclasses import dataclass, replace
 
 from compiler.context import Context, Stage
-from compiler.costmodel_vec import Metrics, evaluate_layer
+from compiler.mdc.costmodel import Metrics, evaluate_layer
 from compiler.errors import InfeasibleError
-from compiler.mdc_lowering import MdcView, OnchipChoice, build_layer, chiplet_hw, chiplet_op, mdc_mapping
-from compiler.mdc_scoring import score_choices
-from compiler.onchip_space import (inner_choices, l1_footprint, neighbours, outer_steps, spatial_structures,
-                                   spreadable_dims, top_spreads)
+from compiler.mdc.lowering import MdcView, OnchipChoice, build_layer, chiplet_hw, chiplet_op, mdc_mapping
+from compiler.mdc.scoring import score_choices
+from compiler.mdc.onchip_space import (inner_choices, l1_footprint, neighbours, outer_steps, spatial_structures,
+                                       spreadable_dims, top_spreads)
 from passes import offchip as offchip_pass
 
 @dataclass(frozen=True)
@@ -62,7 +62,7 @@ class SearchOptions:
 
     Array structures within ``keep_utilization`` of the best spatial utilisation are searched, at
     most ``max_structures`` of them, plus, of those whose outer spread sits on the top level
-    (:func:`compiler.onchip_space.top_spreads`) within ``top_keep``, the ``top_structures`` best by
+    (:func:`compiler.mdc.onchip_space.top_spreads`) within ``top_keep``, the ``top_structures`` best by
     utilisation and the ``top_structures`` with the fewest top-level steps, and, when the op is
     one L2 tile whose first NoC fill takes more than ``exposed_fill`` of the compute, ``overlap_structures`` whose outer
     level folds.  Refinement starts from the best point of ``seeds`` structures and takes at most

@@ -5,10 +5,12 @@ from pathlib import Path
 
 import pytest
 
-from compiler.checker import check_file, check_layer, coverage, is_clean
-from compiler.costmodel_vec import evaluate_layer
+from compiler.mdc.checker import check_file, check_layer, coverage, is_clean
+from compiler.mdc.costmodel import evaluate_layer
 from compiler.errors import MappingError
-from compiler.mdc import HwConfig, cluster, make_layer, parse_hw_file, parse_mdc_file, spatial, temporal
+from compiler.mdc.hw import HwConfig, parse_hw_file
+from compiler.mdc.parser import parse_mdc_file
+from compiler.mdc.syntax import cluster, make_layer, spatial, temporal
 
 REF = Path(__file__).resolve().parents[2] / "shared" / "maestro-reference"
 needs_ref = pytest.mark.skipif(not REF.is_dir(), reason="maestro-reference not available")

@@ -5,10 +5,11 @@ from pathlib import Path
 
 import pytest
 
-from compiler.checker import check_file
-from compiler.costmodel_vec import analytical_macs, evaluate_layer, runtime_counts_every_mac
+from compiler.mdc.checker import check_file
+from compiler.mdc.costmodel import analytical_macs, evaluate_layer, runtime_counts_every_mac
 from compiler.errors import MappingError
-from compiler.mdc import parse_hw_file, parse_mdc_file
+from compiler.mdc.hw import parse_hw_file
+from compiler.mdc.parser import parse_mdc_file
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 REF = SHARED / "maestro-reference"

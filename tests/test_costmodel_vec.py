@@ -8,11 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from compiler.checker import check_layer
-from compiler.costmodel_vec import evaluate_batch, evaluate_layer
+from compiler.mdc.checker import check_layer
+from compiler.mdc.costmodel import evaluate_batch, evaluate_layer
 from compiler.errors import MapcError
-from compiler.mdc import ClusterDirective, Directive, HwConfig, make_layer, parse_mdc
-from compiler.mdc_commands import hw_from_target
+from compiler.mdc.hw import HwConfig
+from compiler.mdc.parser import parse_mdc
+from compiler.mdc.syntax import ClusterDirective, Directive, make_layer
+from compiler.mdc.commands import hw_from_target
 from targets import load_target
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
@@ -71,7 +73,7 @@ def test_random_candidates_score_as_alone(divisors_only):
 def test_gemm_template_with_edges():
     """Non-divisor tiles on two levels of a GEMM: every edge case, in a batch and alone."""
     layer = make_layer("g", "GEMM", {"M": 100, "N": 70, "K": 90}, [])
-    from compiler.costmodel_vec import MappingTemplate
+    from compiler.mdc.costmodel import MappingTemplate
     t = MappingTemplate(layer, (("T", "N"), ("S", "M"), ("T", "K"), ("C", ""), ("T", "N"),
                                 ("T", "M"), ("S", "K")))
     rng = np.random.default_rng(3)

@@ -10,13 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from compiler.checker import check_file, is_clean
-from compiler.costmodel_vec import evaluate_file
+from compiler.mdc.checker import check_file, is_clean
+from compiler.mdc.costmodel import evaluate_file
 from compiler.decomposition import (Part, as_gemm, assert_exact, axis_split, filter_split, phases, root,
                                     scatter_taps)
 from compiler.frontend import build_op
 from compiler.ir import AffineIndex, Op
-from compiler.mdc import parse_hw, parse_mdc
+from compiler.mdc.hw import parse_hw
+from compiler.mdc.parser import parse_mdc
 from compiler.pipeline import run_pipeline
 from passes.conformance import conform
 from passes.decompose import plans

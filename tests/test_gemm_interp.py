@@ -1,4 +1,4 @@
-"""Schedules executed by the interpreter (compiler.gemm_interp): random shapes, tilings, dataflows.
+"""Schedules executed by the interpreter (compiler.gemm.interp): random shapes, tilings, dataflows.
 
 Hypothesis builds schedules the way the gemm-schedule pass does (any L2 tile, DRAM order, chiplet
 split, array tiling and L2 order), including prime and non-dividing extents; each must compute
@@ -10,9 +10,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from compiler.frontend import build_op
-from compiler.gemm_interp import verify
-from compiler.gemm_model import evaluate
-from compiler.schedule import Axis, Schedule, parse_schedule
+from compiler.gemm.interp import verify
+from compiler.gemm.model import evaluate
+from compiler.gemm.schedule import Axis, Schedule, parse_schedule
 from passes.gemm_schedule import DATAFLOWS, L2Plan, build_schedule, with_claims
 from targets import Chiplets, Target
 

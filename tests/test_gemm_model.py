@@ -1,4 +1,4 @@
-"""The systolic timing and traffic model against hand-worked numbers (compiler.gemm_model).
+"""The systolic timing and traffic model against hand-worked numbers (compiler.gemm.model).
 
 Every expected value below is worked out by hand in the comments from the rules in
 docs/gemm-model.md: an array tile of r x c stationary values and a stream of t takes
@@ -9,8 +9,8 @@ the whole run is prologue + max(compute, DRAM cycles - prologue - epilogue) + ep
 import pytest
 
 from compiler.errors import MapcError
-from compiler.gemm_model import evaluate
-from compiler.schedule import Axis, Buffer, Kind, Level, Loop, Operand, Schedule, TileClasses
+from compiler.gemm.model import evaluate
+from compiler.gemm.schedule import Axis, Buffer, Kind, Level, Loop, Operand, Schedule, TileClasses
 from targets import Target
 
 DIMS = {"A": ("m", "k"), "B": ("k", "n"), "C": ("m", "n")}

@@ -12,12 +12,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from test_gemm_interp import schedules
 
-from compiler.checker import check_layer, coverage
+from compiler.mdc.checker import check_layer, coverage
 from compiler.errors import MapcError
-from compiler.gemm_interp import run_schedule, random_operands, work
-from compiler.mdc import HwConfig, cluster, make_layer, spatial, temporal
+from compiler.gemm.interp import run_schedule, random_operands, work
+from compiler.mdc.hw import HwConfig
+from compiler.mdc.syntax import cluster, make_layer, spatial, temporal
 from compiler.offchip_model import candidate_tiles, trips, window_span_distinct
-from compiler.onchip_space import divisors, trip_tiles
+from compiler.mdc.onchip_space import divisors, trip_tiles
 
 GEMM = "statement: O[m,n] += I[m,k] * W[k,n]\n"
 

@@ -13,10 +13,10 @@ from dataclasses import replace
 import pytest
 
 from compiler.context import Options
-from compiler.mdc import print_layer
-from compiler.mdc_lowering import (MdcView, build_file, build_layer, chiplet_hw, chiplet_op,
+from compiler.mdc.syntax import print_layer
+from compiler.mdc.lowering import (MdcView, build_file, build_layer, chiplet_hw, chiplet_op,
                                    mdc_mapping)
-from compiler.onchip_space import inner_choices, spatial_structures, whole_space
+from compiler.mdc.onchip_space import inner_choices, spatial_structures, whole_space
 from compiler.pipeline import run_pipeline
 from conftest import EXAMPLES, SMALL_TARGET
 from passes.decompose import compile_part

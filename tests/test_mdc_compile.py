@@ -6,9 +6,10 @@ import math
 
 import pytest
 
-from compiler.checker import check_file, is_clean
-from compiler.costmodel_vec import evaluate_file
-from compiler.mdc import parse_hw_file, parse_mdc_file
+from compiler.mdc.checker import check_file, is_clean
+from compiler.mdc.costmodel import evaluate_file
+from compiler.mdc.hw import parse_hw_file
+from compiler.mdc.parser import parse_mdc_file
 from conftest import SMALL_TARGET
 
 SMALL = {
@@ -81,7 +82,7 @@ def test_two_runs_give_identical_bytes(write, run_cli, tmp_path):
 def test_nvdla_spreads_only_k_and_c(run_cli, tmp_path):
     """Only K and C go across PEs, also on a strided conv (whose rows otherwise spread over the
     units of level 0) and on a GEMM (where N and K play K and C)."""
-    from compiler.mdc import ClusterDirective, resolve_size
+    from compiler.mdc.syntax import ClusterDirective, resolve_size
     from conftest import EXAMPLES
     for example in ("conv3x3.yaml", "conv_strided.yaml", "gemm.yaml"):
         report = compile_to(run_cli, EXAMPLES / example, "nvdla", tmp_path / example)

@@ -1,13 +1,14 @@
-"""Parser, printer and HW-file tests for compiler.mdc."""
+"""Parser, printer and HW-file tests for compiler.mdc (parser, syntax, hw)."""
 from pathlib import Path
 
 import pytest
 from hypothesis import given, settings, strategies as st
 
 from compiler.errors import MappingError
-from compiler.mdc import (Const, Sz, HwConfig, cluster, make_layer, parse_hw, parse_mdc,
-                          parse_mdc_file, print_hw, print_mdc, resolve_layer, spatial, temporal,
-                          tokenize, MdcFile)
+from compiler.mdc.hw import HwConfig, parse_hw, print_hw
+from compiler.mdc.parser import parse_mdc, parse_mdc_file
+from compiler.mdc.syntax import (Const, MdcFile, Sz, cluster, make_layer, print_mdc, resolve_layer, spatial, temporal)
+from compiler.mdc.tokens import tokenize
 
 REF = Path(__file__).resolve().parents[2] / "shared" / "maestro-reference"
 needs_ref = pytest.mark.skipif(not REF.is_dir(), reason="maestro-reference not available")

@@ -1,18 +1,18 @@
 """The on-chip search against brute force: on a 4x4-PE target every choice of the on-chip space
 (for mapc's own L2 tiling) is scored, and mapc's mapping must be within 2 % of the best one; on
-4- and 6-PE targets every MDC dataflow of tiny ops (:mod:`compiler.mdc_fullspace`), and mapc's
+4- and 6-PE targets every MDC dataflow of tiny ops (:mod:`compiler.mdc.fullspace`), and mapc's
 must be within 1 %."""
 from __future__ import annotations
 
 import pytest
 
 from compiler.context import Options
-from compiler.costmodel_vec import evaluate_layer, runtime_counts_every_mac
-from compiler.mdc import print_layer
-from compiler.mdc_fullspace import full_space_best
-from compiler.mdc_lowering import MdcView, build_layer, chiplet_hw, chiplet_op
-from compiler.mdc_scoring import score_choices
-from compiler.onchip_space import whole_space
+from compiler.mdc.costmodel import evaluate_layer, runtime_counts_every_mac
+from compiler.mdc.syntax import print_layer
+from compiler.mdc.fullspace import full_space_best
+from compiler.mdc.lowering import MdcView, build_layer, chiplet_hw, chiplet_op
+from compiler.mdc.scoring import score_choices
+from compiler.mdc.onchip_space import whole_space
 from compiler.pipeline import run_pipeline
 from conftest import SMALL_TARGET
 from passes.onchip import keys, rank

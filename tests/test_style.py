@@ -9,7 +9,7 @@ from conftest import ROOT
 
 from compiler.pipeline import PIPELINE
 
-MODULE_LINES = 550        # split a module past this
+MODULE_LINES = 500        # split a module past this (README, "Contributing")
 
 
 def test_every_pass_module_states_what_it_reads_decides_and_leaves():
@@ -23,7 +23,7 @@ def test_every_pass_module_states_what_it_reads_decides_and_leaves():
 
 
 def test_modules_stay_small_and_public_functions_have_docstrings():
-    for folder in ("compiler", "passes", "targets"):
+    for folder in ("compiler", "compiler/mdc", "compiler/gemm", "passes", "targets"):
         for path in sorted((ROOT / folder).glob("*.py")):
             text = path.read_text()
             assert len(text.splitlines()) <= MODULE_LINES, f"{path.name}: split it"

@@ -2,8 +2,8 @@
 
 Candidates that share spatial dims and inner loop order share one MDC *template* (the same
 directive kinds and dims); their sizes, offsets and cluster sizes are computed as numpy columns
-from the same slot layout :func:`compiler.mdc_lowering.build_layer` writes, and each template is
-scored with one :func:`compiler.costmodel_vec.evaluate_batch` call per batch.
+from the same slot layout :func:`compiler.mdc.lowering.build_layer` writes, and each template is
+scored with one :func:`compiler.mdc.costmodel.evaluate_batch` call per batch.
 """
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .costmodel_vec import evaluate_batch, runtime_counts_every_mac, template_from_layer
-from .mdc import HwConfig
-from .mdc_lowering import MdcView, OnchipChoice, build_layer, layer_slots, slot_tiles
+from .costmodel import evaluate_batch, runtime_counts_every_mac, template_from_layer
+from .hw import HwConfig
+from .lowering import MdcView, OnchipChoice, build_layer, layer_slots, slot_tiles
 
 
 @dataclass(frozen=True)

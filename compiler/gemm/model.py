@@ -18,7 +18,7 @@ stationary operand held by the PEs while the third dim streams through.
   first load, then the larger of compute and the remaining DRAM time, then the last write-back.
 
 Edge tiles are exact: the sizes a dim's tiles take at each depth are kept as classes
-(:class:`compiler.schedule.TileClasses`), so the numbers are exact sums, not averages.
+(:class:`compiler.gemm.schedule.TileClasses`), so the numbers are exact sums, not averages.
 """
 from __future__ import annotations
 

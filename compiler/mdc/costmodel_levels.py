@@ -34,7 +34,7 @@ from typing import Mapping
 import numpy as np
 
 from compiler.errors import MappingError
-from compiler.mdc import ClusterDirective, MdcLayer, resolve_layer
+from compiler.mdc.syntax import ClusterDirective, MdcLayer, resolve_layer
 
 CONV_TYPES = ("CONV", "DSCONV", "NGCONV")
 #: (reference dim, sliding dim) pairs of the sliding-window layers.

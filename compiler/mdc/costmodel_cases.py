@@ -17,7 +17,7 @@ a numpy expression over candidates:
 MAESTRO's quirks are kept on purpose so that the numbers match (L1 writes of
 input/filter equal their L2 reads; the off-chip requirement halved per case; the
 odd case enumeration order, :func:`case_order`).  See docs/fidelity.md.
-Used by :func:`compiler.costmodel_vec.evaluate_batch`.
+Used by :func:`compiler.mdc.costmodel.evaluate_batch`.
 """
 from __future__ import annotations
 
@@ -25,8 +25,8 @@ from itertools import product
 
 import numpy as np
 
-from compiler.costmodel_vec_levels import OVERLAP, VLevel, vdiv
-from compiler.mdc import HwConfig
+from compiler.mdc.costmodel_levels import OVERLAP, VLevel, vdiv
+from compiler.mdc.hw import HwConfig
 
 INIT, STEADY, EDGE = 0, 1, 2
 

@@ -3,7 +3,7 @@
 :class:`HwConfig` also carries what a mapc target adds to the six keys and MAESTRO fixes:
 MACs per PE per cycle (1) and the energy per access (MAESTRO's 18.61 L2, 1.68 L1, 1 MAC).
 
-Re-exported by :mod:`compiler.mdc` (``HwConfig``, ``parse_hw``, ``parse_hw_file``,
+Re-exported by :mod:`compiler.mdc.syntax` (``HwConfig``, ``parse_hw``, ``parse_hw_file``,
 ``print_hw``).
 """
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 
 from compiler.errors import MappingError
 from compiler.yamlio import read_text
-from compiler.mdc_tokens import INT_MAX, check_numbers, tokenize
+from compiler.mdc.tokens import INT_MAX, check_numbers, tokenize
 from targets import Energy
 
 

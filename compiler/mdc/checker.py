@@ -4,7 +4,7 @@ Each ``check_*(layer, hw) -> list[Violation]`` looks at one rule of mdc-format.m
 (``H*`` hard: MAESTRO exits or crashes; ``S*`` soft: MAESTRO runs and reports wrong
 numbers) or at capacity (``C*``: L1/L2 requirement over the HW size; ``W*``: bandwidth
 warnings, informational).  ``layer`` must be resolved (see
-:func:`compiler.mdc.resolve_layer`); :func:`check_layer` does that and runs them all.
+:func:`compiler.mdc.syntax.resolve_layer`); :func:`check_layer` does that and runs them all.
 
 API::
 
@@ -21,12 +21,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
-from compiler.costmodel_vec import analytical_macs, evaluate_layer, runtime_counts_every_mac
-from compiler.costmodel_coverage import Coverage, CoverageTooLarge, coverage
-from compiler.costmodel_vec_levels import CONV_TYPES, OVERLAP, layer_levels, layer_tensors
+from compiler.mdc.costmodel import analytical_macs, evaluate_layer, runtime_counts_every_mac
+from compiler.mdc.coverage import Coverage, CoverageTooLarge, coverage
+from compiler.mdc.costmodel_levels import CONV_TYPES, OVERLAP, layer_levels, layer_tensors
 from compiler.errors import MapcError
-from compiler.mdc import (LAYER_TYPES, ClusterDirective, Directive, HwConfig, MdcFile, MdcLayer,
-                          format_directive, resolve_layer)
+from compiler.mdc.hw import HwConfig
+from compiler.mdc.syntax import (LAYER_TYPES, ClusterDirective, Directive, MdcFile, MdcLayer, format_directive, resolve_layer)
 
 __all__ = ["Violation", "check_layer", "check_file", "check_hw", "coverage", "Coverage",
            "is_clean", "CHECKS"]
@@ -298,7 +298,7 @@ def check_primed_window(layer: MdcLayer, hw: HwConfig | None) -> list[Violation]
 
 def check_mac_coverage(layer: MdcLayer, hw: HwConfig | None) -> list[Violation]:
     """S6: the tiles visit every MAC exactly once, and MAESTRO counts them correctly; S8: its
-    runtime gives every MAC a PE-cycle (see :func:`compiler.costmodel_vec.runtime_counts_every_mac`)."""
+    runtime gives every MAC a PE-cycle (see :func:`compiler.mdc.costmodel.runtime_counts_every_mac`)."""
     try:
         want = analytical_macs(layer)
     except (KeyError, ZeroDivisionError, MapcError):

@@ -1,6 +1,6 @@
 """Brute force over the whole MDC mapping space of a small layer, for measuring the on-chip search.
 
-Unlike :func:`compiler.onchip_space.whole_space` (every point of mapc's own encoding for one L2
+Unlike :func:`compiler.mdc.onchip_space.whole_space` (every point of mapc's own encoding for one L2
 tiling), this enumerates MDC dataflows directly, whatever mapc would write:
 
 * 1 to ``max_levels`` cluster levels; every level puts one spreadable dim (the target's rules,
@@ -25,9 +25,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .costmodel_vec import evaluate_batch, runtime_counts_every_mac, template_from_layer
-from .mdc import HwConfig, MdcLayer, cluster, make_layer
-from .mdc_lowering import MdcView
+from .costmodel import evaluate_batch, runtime_counts_every_mac, template_from_layer
+from .hw import HwConfig
+from .syntax import MdcLayer, cluster, make_layer
+from .lowering import MdcView
 from .onchip_space import spreadable_dims
 
 

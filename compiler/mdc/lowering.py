@@ -26,12 +26,13 @@ from dataclasses import dataclass, replace
 
 from targets import Target
 
-from .context import MdcForm
-from .frontend import resize
-from .mdc_commands import hw_from_target
-from .errors import ConformanceError
-from .ir import Op, OpMapping, Window, build_mapping
-from .mdc import AnyDirective, HwConfig, MdcFile, MdcLayer, Sz, cluster, make_layer, spatial, temporal
+from ..context import MdcForm
+from ..frontend import resize
+from .commands import hw_from_target
+from ..errors import ConformanceError
+from ..ir import Op, OpMapping, Window, build_mapping
+from .hw import HwConfig
+from .syntax import AnyDirective, MdcFile, MdcLayer, Sz, cluster, make_layer, spatial, temporal
 
 # Declared MDC dims per layer type, in MAESTRO's usual order.
 LAYER_DIMS = {

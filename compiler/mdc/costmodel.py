@@ -1,8 +1,8 @@
 """MAESTRO's analytical cost model for MDC mappings: many candidates of one layer at once.
 
 This is mapc's one implementation of MAESTRO's analysis (HEAD 4eb08d1, mdc-format.md §5):
-:mod:`compiler.costmodel_vec_levels` builds the cluster levels,
-:mod:`compiler.costmodel_vec_cases` runs the case analysis, and this module turns its totals
+:mod:`compiler.mdc.costmodel_levels` builds the cluster levels,
+:mod:`compiler.mdc.costmodel_cases` runs the case analysis, and this module turns its totals
 into MAESTRO's metrics.  Candidates share a *template* (layer, directive kinds/dims and
 Cluster positions); sizes, offsets and cluster sizes are arrays.  One mapping is a batch
 of one (:func:`evaluate_layer`).
@@ -22,7 +22,7 @@ MAESTRO would reject for value reasons (cluster product > num_pes, a top-level s
 with no compute) come back with ``valid == False``; :func:`evaluate_layer` raises
 :class:`compiler.errors.MappingError` for them and wherever MAESTRO fails.
 
-``hw`` is a :class:`compiler.mdc.HwConfig`: besides MAESTRO's six keys, its ``macs_per_pe``
+``hw`` is a :class:`compiler.mdc.hw.HwConfig`: besides MAESTRO's six keys, its ``macs_per_pe``
 divides the PEs' compute delay and its ``energy`` weighs the access counts
 (``l2_access * L2 + l1_access * L1 + mac * MACs``; MAESTRO's 18.61, 1.68, 1 by default).
 """
@@ -34,11 +34,12 @@ from typing import Mapping
 
 import numpy as np
 
-from compiler.costmodel_vec_cases import analyze
-from compiler.costmodel_vec_levels import (MappingTemplate, VLevel, build_levels,  # noqa: F401
+from compiler.mdc.costmodel_cases import analyze
+from compiler.mdc.costmodel_levels import (MappingTemplate, VLevel, build_levels,  # noqa: F401
                                            template_from_layer)
 from compiler.errors import MappingError
-from compiler.mdc import HwConfig, MdcFile, MdcLayer, resolve_layer
+from compiler.mdc.hw import HwConfig
+from compiler.mdc.syntax import MdcFile, MdcLayer, resolve_layer
 
 TENSORS = ("input", "filter", "output")
 

@@ -15,12 +15,14 @@ from dataclasses import dataclass
 import islpy as isl
 
 from .checker import check_file, is_clean
-from .costmodel_vec import evaluate_file
-from .decomposition import Plan, coverage_map
-from .errors import MapcError
-from .ir import AffineIndex, Op
-from .mdc import MdcFile, MdcLayer, parse_hw, parse_mdc, print_mdc
-from .mdc_commands import hw_from_target
+from .costmodel import evaluate_file
+from ..decomposition import Plan, coverage_map
+from ..errors import MapcError
+from ..ir import AffineIndex, Op
+from .hw import parse_hw
+from .parser import parse_mdc
+from .syntax import MdcFile, MdcLayer, print_mdc
+from .commands import hw_from_target
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Exact MAC coverage of an MDC mapping, by walking its tiles level by level.
 
 Independent of MAESTRO's counting formulas: the directives of every level (after
-MAESTRO's own rewrites, :func:`compiler.costmodel_vec_levels.layer_levels`) cut each tile handed
+MAESTRO's own rewrites, :func:`compiler.mdc.costmodel_levels.layer_levels`) cut each tile handed
 down from the level above into sub-tiles, ``[lo + k*ofs, lo + k*ofs + size)``
 clipped to the tile, until a sub-tile reaches its end.  Temporal maps of one level
 form a loop nest (a product); the SpatialMaps of one level share the PE index, so
@@ -22,10 +22,10 @@ from itertools import product
 
 import numpy as np
 
-from compiler.costmodel_vec_levels import OVERLAP, layer_levels
-from compiler.coverage_count import disjoint, tile_counts
+from compiler.mdc.costmodel_levels import OVERLAP, layer_levels
+from compiler.mdc.coverage_count import disjoint, tile_counts
 from compiler.errors import MappingError
-from compiler.mdc import MdcLayer, resolve_layer
+from compiler.mdc.syntax import MdcLayer, resolve_layer
 
 
 @dataclass(frozen=True)
@@ -91,7 +91,7 @@ class CoverageTooLarge(MappingError):
 def _counted(spec, group: list[str], full: dict, stride: dict, declared: set,
              out_extent: dict) -> tuple[int, int, int] | None:
     """(visited, points, covered) of ``group`` in closed form when its leaf tiles are disjoint
-    (:mod:`compiler.coverage_count`), else None after checking the walk is affordable."""
+    (:mod:`compiler.mdc.coverage_count`), else None after checking the walk is affordable."""
     levels = [[(d.spatial, d.size, d.ofs, d.var) for d in lvl if d.var in group]
               for lvl in spec.levels]
     refs = [d for d in group if spec.conv and d in OVERLAP]

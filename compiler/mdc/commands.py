@@ -14,10 +14,11 @@ from pathlib import Path
 
 from rich.table import Table
 
-from compiler.checker import check_file, is_clean
-from compiler.costmodel_vec import Metrics, evaluate_file
+from compiler.mdc.checker import check_file, is_clean
+from compiler.mdc.costmodel import Metrics, evaluate_file
 from compiler.errors import MappingError
-from compiler.mdc import HwConfig, parse_hw_file, parse_mdc_file
+from compiler.mdc.hw import HwConfig, parse_hw_file
+from compiler.mdc.parser import parse_mdc_file
 
 #: Metrics shown in the table, with their column titles.
 COLUMNS = (("layer", "layer"), ("macs", "MACs"), ("runtime_cycles", "cycles"),

@@ -4,7 +4,7 @@ A schedule multiplies ``C[b,m,n] += A[b,m,k] * B[b,k,n]`` (``b`` only for batche
 list of loops, outermost first.  The loops of one dim form a chain of decreasing steps: each loop
 walks the tile its enclosing loop of the same dim left (the whole extent for the first one) in
 ``step``s, the last step clipped.  Levels say where a loop runs; buffers say which tensor tile a
-level keeps.  The format is documented in ``docs/schedule-format.md``; :mod:`compiler.gemm_interp`
+level keeps.  The format is documented in ``docs/schedule-format.md``; :mod:`compiler.gemm.interp`
 executes it.
 """
 from __future__ import annotations
@@ -16,8 +16,8 @@ from pathlib import Path
 
 import yaml
 
-from .errors import MapcError
-from .yamlio import read_text
+from ..errors import MapcError
+from ..yamlio import read_text
 
 SCHEDULE_VERSION = 1
 

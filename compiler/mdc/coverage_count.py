@@ -1,6 +1,6 @@
 """MAC coverage counted by tile *shape*, so its cost does not grow with the extents.
 
-:func:`compiler.costmodel_coverage.coverage` walks every tile; a GEMM with M = 10^7 has millions.
+:func:`compiler.mdc.coverage.coverage` walks every tile; a GEMM with M = 10^7 has millions.
 But the walk below a tile depends only on the tile's length (and, for a sliding window's reference
 dim, on its start modulo the stride), and the tiles of one directive come in few shapes: full
 tiles, whose starts repeat modulo the stride with a short period, and one clipped last tile.
@@ -20,7 +20,7 @@ import math
 from functools import lru_cache
 from typing import Mapping, Sequence
 
-from compiler.costmodel_vec_levels import OVERLAP
+from compiler.mdc.costmodel_levels import OVERLAP
 
 Box = tuple[tuple[int, int], ...]     # per group dim: (start modulo its stride, length)
 

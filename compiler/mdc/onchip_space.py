@@ -19,7 +19,7 @@ import math
 from functools import lru_cache
 from dataclasses import dataclass
 
-from .mdc_lowering import MdcView, OnchipChoice, SpatialLevel
+from .lowering import MdcView, OnchipChoice, SpatialLevel
 
 
 MAX_LEVELS = 3     # spatial cluster levels: rows x cols, or three dims on a flexible array
@@ -32,7 +32,7 @@ class Structure:
 
     levels: tuple[SpatialLevel, ...]
     utilization: float
-    merged: bool = False        # the first level shares level 0 (see mdc_lowering.layer_slots)
+    merged: bool = False        # the first level shares level 0 (see compiler.mdc.lowering.layer_slots)
 
 
 @lru_cache(maxsize=256)

@@ -1,0 +1,1 @@
+"""The tiled-GEMM backend: its timing model, schedule format and interpreter."""
