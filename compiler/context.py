@@ -21,7 +21,8 @@ if TYPE_CHECKING:  # the passes import this module; only the annotations name th
     from passes.gemm_schedule import GemmResult
     from passes.mdc_emit import MdcOutput
     from passes.offchip import OffchipSchedule
-    from passes.onchip import OnchipResult
+    from passes.onchip import NothingFits, OnchipResult
+    from passes.replan import Replan
 
 
 class Stage(IntEnum):
@@ -31,7 +32,8 @@ class Stage(IntEnum):
     PARSED = 1        # frontend: ctx.op
     CONFORMING = 2    # conformance: ctx.mdc_form
     OFFCHIP = 3       # off-chip subspace solved: ctx.offchip, ctx.mapping (off-chip levels)
-    ONCHIP = 4        # on-chip subspace solved: ctx.onchip, ctx.mapping (every level)
+    ONCHIP = 4        # on-chip subspace solved: ctx.onchip, ctx.mapping (every level); MDC: the
+                      # onchip pass for the off-chip plan as it is, or replan for another
     LOWERED = 5       # a backend wrote its artefacts
 
 
@@ -126,7 +128,8 @@ class Context:
     offchip_hints: OffchipHints | None = None
     decomposition: Decomposition | None = None   # MDC: the plans tried to write the op as MDC layers
     offchip: OffchipSchedule | None = None
-    onchip: OnchipResult | None = None
+    onchip: OnchipResult | NothingFits | None = None
+    replan: Replan | None = None                  # MDC: the off-chip plans searched, the one kept
     lowered: Union[MdcOutput, GemmResult, GemmLowering, None] = None
     mapping: OpMapping | None = None
     artifacts: tuple[tuple[str, str], ...] = ()      # (file name, text) written at the end

@@ -4,7 +4,8 @@
 Each function reads a finished context and returns plain text; none of them decides anything.
 They cover what a student needs to follow one compilation: the loop nest behind the IR, why the
 operator conforms to MDC (subscript by subscript), where the off-chip DRAM traffic comes from in
-the distinct-block model, why the chosen on-chip point beat the runner-up, every MDC directive
+the distinct-block model, which off-chip plans the replan step searched and why it kept one,
+why the chosen on-chip point beat the runner-up, every MDC directive
 in words, and how large each subspace was.
 """
 from __future__ import annotations
@@ -51,9 +52,9 @@ def conformance_verdict(ctx: Context) -> str:
     return "\n".join(lines)
 
 
-def offchip_traffic(ctx: Context) -> str:
-    """The DB-model numbers of the chosen off-chip point, per tensor, against compulsory traffic."""
-    op, s = ctx.source_op or ctx.op, ctx.offchip
+def offchip_traffic(ctx: Context, s) -> str:
+    """The DB-model numbers of the off-chip plan ``s``, per tensor, against compulsory traffic."""
+    op = ctx.source_op or ctx.op
     if s is None or not hasattr(s, "traffic"):
         return ""
     loops = [d for d in s.order if s.trips.get(d, 1) > 1]
@@ -72,6 +73,19 @@ def offchip_traffic(ctx: Context) -> str:
                      f"{moved / s.compulsory[name]:.2f}x its compulsory {s.compulsory[name]:,} ({why})")
     lines.append(f"  total {s.dram_traffic_elements:,} el = {s.ratio:.3f}x the compulsory {s.compulsory_elements:,}")
     return "\n".join(lines)
+
+
+def onchip_step(ctx: Context) -> tuple[str, bool]:
+    """The on-chip step's story: the search for the off-chip pass's own plan, which the replan
+    step may have replaced (``ctx.onchip`` is then the kept plan's, told under replan)."""
+    r = ctx.replan
+    if r is None or not r.replaced:
+        return runner_up(ctx), False
+    first = r.candidates[0].result
+    told = first.explain() if first is not None else (
+        "No on-chip candidate for the off-chip pass's plan fits L1 and L2 with exact MACs as MAESTRO "
+        "counts them (its L2 accounting can exceed the off-chip model's).")
+    return told + "\nThe replan step below replaced this off-chip plan, and with it this mapping.", True
 
 
 def runner_up(ctx: Context) -> str:
@@ -170,6 +184,9 @@ def space_summary(ctx: Context) -> str:
     if s is not None and hasattr(s, "space_size"):
         lines.append(f"  off-chip subspace: {s.space_size:,} points, {s.evaluated:,} ranked exactly "
                      f"after dominance pruning -> {s.solver_status}")
+    if ctx.replan is not None and len(ctx.replan.candidates) > 1:
+        lines.append(f"  off-chip plans searched for an on-chip mapping: {len(ctx.replan.candidates)} "
+                     "-> " + ("another plan" if ctx.replan.replaced else "the off-chip pass's own plan") + " kept")
     if r is not None and hasattr(r, "structures"):
         lines.append(f"  on-chip subspace: {r.structures:,} array structures -> {r.structures_kept} kept"
                      + (f" (+{r.overlapping} overlapping)" if r.overlapping else "") + " -> "
@@ -185,10 +202,18 @@ def extra(pass_name: str, ctx: Context) -> tuple[str, bool]:
         return loop_nest(ctx), False
     if pass_name == "conformance" and ctx.mdc_form is not None:
         return conformance_verdict(ctx), False
+    replaced = ctx.replan is not None and ctx.replan.replaced
+    if pass_name == "offchip" and replaced:   # ctx.offchip is the replan step's: tell the pass's own
+        own = ctx.replan.candidates[0].plan
+        return "\n".join([own.explain(), offchip_traffic(ctx, own),
+                          "The replan step below replaced this plan."]), True
     if pass_name == "offchip":
-        return offchip_traffic(ctx), False
+        return offchip_traffic(ctx, ctx.offchip), False
     if pass_name == "onchip":
-        return runner_up(ctx), False
+        return onchip_step(ctx)
+    if pass_name == "replan" and replaced:
+        return "\n".join(t for t in ("The kept plan's DRAM traffic. " + offchip_traffic(ctx, ctx.offchip),
+                                      runner_up(ctx)) if t), False
     if pass_name == "mdc-emit" and hasattr(ctx.lowered, "mapping_text"):
         return emitted(ctx), True
     return "", False

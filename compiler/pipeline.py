@@ -12,7 +12,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
-from passes import conformance, decompose, frontend, gemm_lowering, gemm_schedule, mdc_emit, mdc_limits, offchip, onchip
+from passes import (conformance, decompose, frontend, gemm_lowering, gemm_schedule, mdc_emit, mdc_limits,
+                    offchip, onchip, replan)
 
 from . import explain as teaching
 from .context import Context, Options, PassRecord, Stage
@@ -48,8 +49,10 @@ PIPELINE: tuple[Pass, ...] = (
     # MDC backend: tile caps and MAESTRO's step model for the off-chip search
     Pass("mdc-limits", mdc_limits.run, Stage.CONFORMING, backend="mdc", leaves="offchip_hints"),
     Pass("offchip", offchip.run, Stage.CONFORMING, leaves="offchip"),
-    # MDC backend: spatial map, L1 tiles and inner order under MAESTRO's model, then the .m files
+    # MDC backend: spatial map, L1 tiles and inner order under MAESTRO's model for the off-chip
+    # plan; then other off-chip plans when that one holds the mapping back; then the .m files
     Pass("onchip", onchip.run, Stage.OFFCHIP, backend="mdc", leaves="onchip"),
+    Pass("replan", replan.run, Stage.OFFCHIP, backend="mdc", leaves="replan"),
     Pass("mdc-emit", mdc_emit.run, Stage.ONCHIP, backend="mdc", leaves="lowered"),
     # GEMM backend: array tiling, timing model and <op>.schedule.yaml
     Pass("gemm-schedule", gemm_schedule.run, Stage.CONFORMING, backend="gemm", leaves="lowered"),

@@ -23,7 +23,7 @@ def build_report(ctx: Context) -> dict[str, Any]:
         "mdc_form": ({"layer_type": ctx.mdc_form.layer_type, "dims": dict(ctx.mdc_form.dim_map),
                       "repeat_dims": list(ctx.mdc_form.repeat_dims)} if ctx.mdc_form else None),
     }
-    for key in ("decomposition", "offchip", "onchip", "lowered", "mapping"):
+    for key in ("decomposition", "offchip", "onchip", "replan", "lowered", "mapping"):
         part = getattr(ctx, key)
         if part is not None and hasattr(part, "report"):
             report.update(part.report())

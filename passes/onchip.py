@@ -10,8 +10,10 @@ Decides:  which dims go across the PE array (one to three cluster levels), the p
           off-chip bandwidth rank before those that are not (a busy array can always be throttled
           into them by leaving units idle, and the search walks there when it must).
 Leaves:   ``ctx.onchip`` (an :class:`OnchipResult`: the choice, its metrics and the counts of the
-          space before and after each pruning step); possibly a re-solved ``ctx.offchip``; the
-          whole typed ``ctx.mapping`` (:func:`compiler.mdc.lowering.mdc_mapping`).
+          space before and after each pruning step) and the whole typed ``ctx.mapping``
+          (:func:`compiler.mdc.lowering.mdc_mapping`), for ``ctx.offchip`` as the off-chip pass left
+          it; or :class:`NothingFits` when no candidate fits L1/L2.  Whether another off-chip plan
+          does better is the ``replan`` pass's question (:mod:`passes.replan`).
 
 The pruned space (:mod:`compiler.mdc.onchip_space`) is scored exhaustively in batches by the
 vectorised cost model, then the best points of the best structures are refined one tile or order
@@ -92,21 +94,24 @@ OPTIONS = SearchOptions()
 
 
 @dataclass(frozen=True)
-class PlanTried:
-    """One off-chip plan the on-chip search solved for: its L2 tiles and budget, and the best
-    on-chip runtime it allowed (None: nothing fit L1/L2), within the bandwidth or not."""
+class NothingFits:
+    """What the on-chip search leaves when no candidate for the off-chip plan fits L1 and L2 with
+    exact MACs (MAESTRO's L2 accounting can exceed the off-chip model's): the ``replan`` pass
+    then solves the off-chip subspace again."""
 
     l2_tile: tuple[tuple[str, int], ...]
-    l2_budget: float
-    runtime_cycles: int | None
-    within_bw: bool
-    chosen: bool
 
-    def line(self) -> str:
+    def pretty(self) -> str:
         tiles = ", ".join(f"{d}={t}" for d, t in self.l2_tile)
-        got = ("nothing fits L1/L2" if self.runtime_cycles is None else
-               f"{self.runtime_cycles:,} cycles{'' if self.within_bw else ' (over the bandwidth)'}")
-        return f"{'*' if self.chosen else ' '} L2 budget {self.l2_budget:.0%}: {tiles} -> {got}"
+        return (f"on-chip: nothing fits L1/L2 with exact MACs for the L2 tiles {tiles} "
+                "(the replan pass solves the off-chip subspace again)")
+
+    def explain(self) -> str:
+        return ("No on-chip candidate for this off-chip plan fits L1 and L2 with exact MACs as MAESTRO "
+                "counts them; the replan step solves the off-chip subspace again.")
+
+    def report(self) -> dict:
+        return {"onchip": {"fits": False}}
 
 
 @dataclass(frozen=True)
@@ -127,8 +132,6 @@ class OnchipResult:
     runner_up: tuple[OnchipChoice, Metrics] | None
     status: str
     held_back: tuple[OnchipChoice, Metrics] | None = None   # the fastest, if over the bandwidth
-    replanned: str = ""          # why the off-chip plan was solved again, if it was
-    plans: tuple[PlanTried, ...] = ()   # every off-chip plan the search tried, in the order tried
 
     @property
     def bandwidth_cost(self) -> float:
@@ -141,8 +144,7 @@ class OnchipResult:
         return (f"on-chip: {self.choice.describe()}\n"
                 f"  runtime {m.runtime_cycles:,} cycles, energy {m.energy_mac_units:,.0f} MAC units, "
                 f"L1 {m.l1_elements} / L2 {m.l2_elements} elements, NoC BW {m.noc_bw_required}, "
-                f"utilisation {m.utilization:.3f}"
-                + ("".join(f"\n  off-chip plan {p.line()}" for p in self.plans) if len(self.plans) > 1 else ""))
+                f"utilisation {m.utilization:.3f}")
 
     def explain(self) -> str:
         lines = [f"The on-chip subspace for this L2 tile had {self.structures:,} array structures; "
@@ -159,11 +161,6 @@ class OnchipResult:
                  f"{self.feasible:,} fit L1 and L2 with exact MACs, {self.within_bw:,} of them also the "
                  "NoC and off-chip bandwidth.",
                  self.pretty()]
-        if self.replanned:
-            lines.append(self.replanned)
-        if len(self.plans) > 1:
-            lines.append("Off-chip plans tried (* = emitted):")
-            lines += [f"  {p.line()}" for p in self.plans]
         if self.held_back and self.within_bw:
             choice, m = self.held_back
             lines.append(f"Staying within the bandwidth costs {self.bandwidth_cost:.2f}x "
@@ -185,12 +182,8 @@ class OnchipResult:
             "candidates": self.candidates, "refined": self.refined, "feasible": self.feasible,
             "within_bw": self.within_bw,
             # what staying within the bandwidth cost: the fastest candidate's runtime (None when
-            # it was within already), and why the off-chip plan was solved again (if it was)
+            # it was within already)
             "fastest_over_bw_cycles": self.held_back[1].runtime_cycles if self.held_back else None,
-            "replanned": self.replanned or None,
-            "offchip_plans": [{"l2_tile": dict(p.l2_tile), "l2_budget": p.l2_budget,
-                               "runtime_cycles": p.runtime_cycles, "within_bw": p.within_bw,
-                               "chosen": p.chosen} for p in self.plans],
             "solver_status": self.status}}
 
 
@@ -323,154 +316,37 @@ def search(ctx: Context, offchip, keep: float = OPTIONS.keep_utilization,
                         held_back=measured(fastest) if found[fastest][0] > 1 else None)
 
 
+def best_for(ctx: Context, offchip) -> OnchipResult | None:
+    """The on-chip search for one off-chip plan, as the ``onchip`` and ``replan`` passes run it:
+    :func:`search`, and when nothing (or only a point more than ``OPTIONS.replan_above`` slower than the
+    fastest) is within the bandwidth, the wider space of every array structure's top (up to
+    ``OPTIONS.wide_structures``) too, whose best is taken if it is within the bandwidth and better."""
+    result = search(ctx, offchip)
+    if (result is not None and result.structures_kept < result.structures
+            and (not result.within_bw or result.bandwidth_cost > OPTIONS.replan_above)):
+        # Nothing (or only a much slower point) within the bandwidth: the busiest
+        # structures starve the NoC or DRAM, so look further down the utilisation ranking.
+        wide = search(ctx, offchip, OPTIONS.wide_keep, OPTIONS.wide_structures)
+        if wide is not None and wide.within_bw and (not result.within_bw or objective_key(
+                wide.metrics.runtime_cycles, wide.metrics.energy_mac_units, ctx.options.objective)
+                < objective_key(result.metrics.runtime_cycles, result.metrics.energy_mac_units,
+                                ctx.options.objective)):
+            result = wide
+    return result
+
+
 def run(ctx: Context) -> Context:
-    """Search the on-chip subspace for the off-chip plan in ``ctx.offchip``.
+    """Search the on-chip subspace for the off-chip plan in ``ctx.offchip`` (:func:`best_for`).
 
-    MAESTRO's L2 accounting can exceed the off-chip model's (it counts each unit's window halo
-    separately on strided layers), so when no candidate fits L1/L2, the off-chip subspace is
-    solved again for ever smaller L2 budgets (``OPTIONS.l2_budgets``) and the new plan replaces the old
-    one (its report says so).
-
-    When staying within the NoC and off-chip bandwidth holds the fastest mapping back, a wider
-    space (every array structure's top, up to ``OPTIONS.wide_structures``) is searched if nothing was
-    within them or what was costs more than ``OPTIONS.replan_above``, and on a layer with strided
-    rows the off-chip subspace is solved for every other
-    allowed number of rows per L2 tile too (those rows are level 0's units: fewer ask less of the
-    NoC at once, more share the weights of one L2 tile), each at the largest budget MAESTRO's L2
-    accounting accepts, then the best of them at smaller budgets until two in a row do not
-    improve it; the best within the bandwidth is taken.  If none is, the budgets keep shrinking
-    for every plan until one is: smaller L2 tiles mean fewer busy units per step."""
+    When no candidate fits L1/L2, :class:`NothingFits` is left in ``ctx.onchip`` and the stage
+    stays OFFCHIP: the ``replan`` pass after this one solves the off-chip subspace again."""
     whole = MdcView(chiplet_op(ctx.op, ctx.offchip), ctx.mdc_form)
     if not spreadable_dims(whole, ctx.target.spatial_roles):
         raise InfeasibleError(f"no dim of {ctx.op.name} may go across the PEs of {ctx.target.name} "
                               f"(allowed: {', '.join(ctx.target.spatial_roles or ())})")
-    memo: dict[tuple, tuple[OnchipResult, object] | None] = {}   # budgets often repeat a plan
-    order: list[tuple[tuple, object]] = []                        # ... in the order first tried
-
-    def attempt(hints, budget: float):
-        plan = _solve(ctx, hints, budget)
-        if plan is None:
-            return None
-        key = (tuple(plan.l2_tile.items()), tuple(plan.order), tuple(plan.chiplet_split),
-               tuple(sorted(plan.part_extents.items())) if plan.chiplet_split else ())
-        if key not in memo:
-            result = search(ctx, plan)
-            if (result is not None and result.structures_kept < result.structures
-                    and (not result.within_bw or result.bandwidth_cost > OPTIONS.replan_above)):
-                # Nothing (or only a much slower point) within the bandwidth: the busiest
-                # structures starve the NoC or DRAM, so look further down the utilisation ranking.
-                wide = search(ctx, plan, OPTIONS.wide_keep, OPTIONS.wide_structures)
-                if wide is not None and wide.within_bw and (not result.within_bw or objective_key(
-                        wide.metrics.runtime_cycles, wide.metrics.energy_mac_units, ctx.options.objective)
-                        < objective_key(result.metrics.runtime_cycles, result.metrics.energy_mac_units,
-                                        ctx.options.objective)):
-                    result = wide
-            memo[key] = None if result is None else (result, plan)
-            order.append((key, plan))
-        return memo[key]
-
-    def largest_budget(hints) -> tuple[int, tuple | None]:
-        for i, budget in enumerate(OPTIONS.l2_budgets):
-            if (found := attempt(hints, budget)) is not None:
-                return i, found
-        return len(OPTIONS.l2_budgets), None
-
-    def best(tried):
-        return min(tried, key=lambda t: objective_key(t[2][0].metrics.runtime_cycles,
-                                                      t[2][0].metrics.energy_mac_units, ctx.options.objective))
-
-    variants = _hint_variants(ctx)
-    reached, first = largest_budget(variants[0])
-    chosen = first
-    if first is not None and (not first[0].within_bw or first[0].bandwidth_cost > OPTIONS.replan_above):
-        tried = [(variants[0], reached, first)] + [(h, *largest_budget(h)) for h in variants[1:]]
-        fitting = [t for t in tried if t[2] is not None and t[2][0].within_bw]
-        if fitting:
-            # Smaller L2 tiles of the best plan's kind may beat idling PEs: fewer units are busy
-            # per step for the same bandwidth, but none of them idles.
-            # Walked for the best plan's kind and the off-chip pass's own (the on-chip space's
-            # top spreads already take other row counts, so the best kind at full budget may not
-            # be the best one at smaller budgets).
-            walks = [best(fitting)[:2]] + [(variants[0], reached)]
-            for hints, i in [w for k, w in enumerate(walks) if all(w[0] is not v[0] for v in walks[:k])]:
-                misses = 0
-                for j in range(i + 1, len(OPTIONS.l2_budgets)):
-                    if (f := attempt(hints, OPTIONS.l2_budgets[j])) is not None and f[0].within_bw:
-                        fitting.append((hints, j, f))
-                        misses = 0 if best(fitting)[2] is f else misses + 1
-                        if misses == 2:
-                            break   # smaller tiles stopped paying: each step refetches more
-        for j in range(reached + 1, len(OPTIONS.l2_budgets)) if not fitting else ():
-            fitting = [(h, j, f) for h in variants if (f := attempt(h, OPTIONS.l2_budgets[j])) is not None
-                       and f[0].within_bw]
-            if fitting:
-                break
-        if fitting:
-            chosen = best(fitting)[2]
-    if chosen is not None:
-        result, offchip = chosen
-        if offchip is not ctx.offchip:
-            result = replace(result, replanned=_replanned(ctx, first, chosen))
-        result = replace(result, plans=tuple(
-            PlanTried(tuple(p.l2_tile.items()), p.l2_budget,
-                      memo[k][0].metrics.runtime_cycles if memo[k] else None,
-                      bool(memo[k] and memo[k][0].within_bw), memo[k] is not None and memo[k][1] is offchip)
-            for k, p in order))
-        ctx = ctx.note_search("onchip", result.candidates + result.refined, result.status)
-        mapping = mdc_mapping(MdcView(chiplet_op(ctx.op, offchip), ctx.mdc_form),
-                              offchip_pass.offchip_mapping(offchip), result.choice)
-        return replace(ctx, offchip=offchip, onchip=result, mapping=mapping, stage=Stage.ONCHIP)
-    offchip = ctx.offchip
-    view = MdcView(chiplet_op(ctx.op, offchip), ctx.mdc_form)
-    least = l1_footprint(view, {d: 1 if view.mdc_dim(d) not in ("R", "S") else ctx.op.extent(d)
-                                for d in view.dims})
-    l1 = chiplet_hw(ctx.target, ctx.op.output.element_bytes).l1_size
-    why = (f"the smallest per-PE tile (whole filter taps, as MDC requires) needs {least} L1 elements "
-           f"double-buffered as MAESTRO counts them, and a PE has {l1}" if least > l1 else
-           f"even with the L2 tiles shrunk to {OPTIONS.l2_budgets[-1]:.0%} of L2")
-    raise InfeasibleError(f"no on-chip mapping of {ctx.op.name} fits {ctx.target.name}'s L1 and L2 with "
-                          f"exact MACs: {why}", file=ctx.target.source or None, place="l1_bytes_per_pe"
-                          if least > l1 else "l2_bytes")
-
-
-def _hint_variants(ctx: Context) -> list:
-    """The off-chip hints to try: the mdc-limits pass's own, then (on a layer whose strided rows
-    are level 0's units) one per other allowed number of rows per L2 tile."""
-    hints = ctx.offchip_hints
-    view = MdcView(ctx.op, ctx.mdc_form)
-    if "Y" not in view.strided_windows():
-        return [hints]
-    rows = view.form.op_dim("Y")
-    caps = dict(hints.tile_caps)
-    return [hints] + [replace(hints, tile_caps=tuple((d, (v,) if d == rows else c) for d, c in caps.items()))
-                      for v in sorted((u for u in caps[rows] if u != ctx.offchip.l2_tile[rows]), reverse=True)]
-
-
-def _solve(ctx: Context, hints, budget: float):
-    """The off-chip plan for ``hints`` with the L2 tiles limited to ``budget`` of L2, or None
-    when that cannot hold even the smallest tiles."""
-    if budget == 1 and hints is ctx.offchip_hints:
-        return ctx.offchip
-    target = replace(ctx.target, l2_bytes=int(ctx.target.l2_bytes * budget))
-    try:
-        plan = offchip_pass.run(replace(ctx, target=target, offchip_hints=hints)).offchip
-    except InfeasibleError:
-        return None
-    return replace(plan, l2_capacity_bytes=ctx.target.l2_bytes, l2_budget=budget) if budget < 1 else plan
-
-
-def _replanned(ctx: Context, first, chosen) -> str:
-    """Why the plan in ``chosen`` replaced the off-chip pass's own (``first``: what that gave)."""
-    offchip = chosen[1]
-    tiles = ", ".join(f"{d}={t}" for d, t in offchip.l2_tile.items() if ctx.offchip.l2_tile.get(d) != t)
-    if first[1] is offchip:
-        before = "did not fit L1/L2 as MAESTRO counts them"
-    else:
-        m = first[0].metrics
-        before = (f"{'took' if first[0].within_bw else 'exceeded the bandwidth at'} {m.runtime_cycles:,} "
-                  f"cycles" + (f" (L2 budget {first[1].l2_budget:.0%})" if first[1].l2_budget < 1 else ""))
-    return (f"The off-chip plan was solved again: with its own L2 tiles the best on-chip mapping {before}; "
-            f"with {tiles or 'the same tiles'} (L2 budget {offchip.l2_budget:.0%}) it "
-            f"{'is within the bandwidth at' if chosen[0].within_bw else 'takes'} "
-            f"{chosen[0].metrics.runtime_cycles:,}.")
-
+    result = best_for(ctx, ctx.offchip)
+    if result is None:
+        return replace(ctx, onchip=NothingFits(tuple(ctx.offchip.l2_tile.items())))
+    ctx = ctx.note_search("onchip", result.candidates + result.refined, result.status)
+    mapping = mdc_mapping(whole, offchip_pass.offchip_mapping(ctx.offchip), result.choice)
+    return replace(ctx, onchip=result, mapping=mapping, stage=Stage.ONCHIP)
