@@ -64,7 +64,8 @@ def main(debug: bool) -> None:
 
     It parses an operator into a polyhedral loop-nest IR, solves the off-chip mapping subspace
     (L2 tiles, DRAM loop order, chiplet split) and then the on-chip one (spatial map, L1 tiles),
-    and emits MAESTRO MDC files or tiled GEMM schedules.  Start with `mapc targets` and
+    solving the off-chip one again when its plan holds the on-chip mapping back (MDC), and emits
+    MAESTRO MDC files or tiled GEMM schedules.  Start with `mapc targets` and
     `mapc show examples/conv3x3.yaml`.
     """
 
@@ -82,7 +83,9 @@ def main(debug: bool) -> None:
 @click.option("--backend", type=click.Choice(["mdc", "gemm"]), default=None,
               help="Backend for targets that have several (default: the target's first).")
 @click.option("--dump-after", multiple=True, type=click.Choice(PASS_NAMES), metavar="PASS",
-              help=f"Print the IR after PASS (repeatable). Passes: {', '.join(PASS_NAMES)}.")
+              help=f"Print the IR after PASS (repeatable). Passes: {', '.join(PASS_NAMES)}.  After "
+                   "offchip and onchip: the off-chip pass's own plan and its mapping; after replan: "
+                   "every off-chip plan searched, the one kept and why.")
 @click.option("--stop-after", type=click.Choice(PASS_NAMES), metavar="PASS", default=None,
               help="Stop after PASS (its report holds what was decided so far).")
 @click.option("--time-limit", type=click.FloatRange(min=0.01), default=10.0, show_default=True,

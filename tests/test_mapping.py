@@ -84,10 +84,11 @@ def test_real_layers_round_trip(example, target):
 
 def test_compile_records_the_mapping_and_reports_it(write):
     """The off-chip pass leaves the dram level, the on-chip pass the rest; the tile left after
-    the last level is the per-PE tile; report.json carries it; --dump-after shows both."""
+    the last level is the per-PE tile; report.json carries it; --dump-after shows both, and that
+    the replan pass keeps this plan (tests/test_replan.py: a layer where it does not)."""
     dumps: list[str] = []
     ctx = run_pipeline(EXAMPLES / "conv3x3.yaml", load_target("edge"), Options(),
-                       dump_after=("offchip", "onchip"), dump=dumps.append)
+                       dump_after=("offchip", "onchip", "replan"), dump=dumps.append)
     names = [lv.name for lv in ctx.mapping.levels]
     assert names[0] == "dram" and names[-1] == "pe" and "array" in names
     choice = ctx.onchip.choice
@@ -103,6 +104,9 @@ def test_compile_records_the_mapping_and_reports_it(write):
     assert l2["W"] == {**dict(ctx.offchip.l2_tile)}   # the L2 tile of every dim
     assert "mapping resnet50_res3_conv3x3" in dumps[0] and "// pe" not in dumps[0]
     assert "// pe" in dumps[1] and "parallel-for" in dumps[1]
+    assert ctx.mapping.pretty() in dumps[1] and ctx.mapping.pretty() in dumps[2]
+    assert "replan: the off-chip pass's plan is kept\n" in dumps[2] and not ctx.replan.replaced
+    assert [c.plan for c in ctx.replan.candidates] == [ctx.offchip]
     from compiler.report import build_report
     report = json.loads(json.dumps(build_report(ctx)))
     assert report["mapping"] == ctx.mapping.report()["mapping"]
