@@ -35,20 +35,28 @@ TOO_BIG = f"name: wide\nstatement: {CONV}\ndims: {{n: 1, k: 4, c: 4, p: 6, q: 6,
 DUMPED = ("offchip", "onchip", "replan", "mdc-emit")
 
 
+def _without_decompose(mp: pytest.MonkeyPatch) -> None:
+    """The pipeline without its decompose pass (the pass list is data)."""
+    mp.setattr(pipeline, "PIPELINE", tuple(p for p in pipeline.PIPELINE if p.name != "decompose"))
+
+
 @pytest.fixture
 def no_decompose(monkeypatch):
-    """The pipeline without its decompose pass (the pass list is data)."""
-    monkeypatch.setattr(pipeline, "PIPELINE", tuple(p for p in pipeline.PIPELINE if p.name != "decompose"))
+    _without_decompose(monkeypatch)
 
 
-@pytest.fixture
-def replanned(no_decompose, tmp_path):
-    path = tmp_path / "strided.yaml"
+@pytest.fixture(scope="module")
+def replanned(tmp_path_factory):
+    """The replanned conv compiled once, with the IR dumped after each pass of :data:`DUMPED`."""
+    path = tmp_path_factory.mktemp("replan") / "strided.yaml"
     path.write_text(REPLANNED)
     dumps: list[str] = []
-    ctx = pipeline.run_pipeline(path, parse_target(SMALL_TARGET, "small.yaml"), Options(),
-                                dump_after=DUMPED, dump=dumps.append)
-    return ctx, dict(zip(DUMPED, dumps))
+    with pytest.MonkeyPatch.context() as mp:
+        _without_decompose(mp)
+        ctx = pipeline.run_pipeline(path, parse_target(SMALL_TARGET, "small.yaml"), Options(),
+                                    dump_after=DUMPED, dump=dumps.append)
+        text = pipeline.narrate(ctx)
+    return ctx, dict(zip(DUMPED, dumps)), text
 
 
 def _mapping(ctx, candidate):
@@ -58,7 +66,7 @@ def _mapping(ctx, candidate):
 
 
 def test_each_dump_shows_the_plan_that_pass_left(replanned):
-    ctx, dumps = replanned
+    ctx, dumps, _ = replanned
     plans = ctx.replan.candidates
     first, kept = plans[0], ctx.replan.kept
     assert ctx.replan.replaced and len(plans) >= 2 and sum(c.kept for c in plans) == 1
@@ -82,7 +90,7 @@ def test_each_dump_shows_the_plan_that_pass_left(replanned):
 
 
 def test_the_report_lists_every_plan(replanned):
-    ctx, _ = replanned
+    ctx, _, _ = replanned
     report = json.loads(json.dumps(build_report(ctx)))
     tried = report["replan"]["offchip_plans"]
     assert report["replan"]["replaced"] is True and report["replan"]["why"] == ctx.replan.why
@@ -95,8 +103,7 @@ def test_the_report_lists_every_plan(replanned):
 
 
 def test_explain_lists_the_step(replanned):
-    ctx, _ = replanned
-    text = pipeline.narrate(ctx)
+    ctx, _, text = replanned
     steps = [line.split(":")[0] for line in text.splitlines() if line[:1].isdigit()]
     assert steps[-4:] == ["4. offchip", "5. onchip", "6. replan", "7. mdc-emit"]
     summary = pipeline.PIPELINE[[p.name for p in pipeline.PIPELINE].index("replan")].summary
