@@ -319,8 +319,9 @@ def search(ctx: Context, offchip, keep: float = OPTIONS.keep_utilization,
 def best_for(ctx: Context, offchip) -> OnchipResult | None:
     """The on-chip search for one off-chip plan, as the ``onchip`` and ``replan`` passes run it:
     :func:`search`, and when nothing (or only a point more than ``OPTIONS.replan_above`` slower than the
-    fastest) is within the bandwidth, the wider space of every array structure's top (up to
-    ``OPTIONS.wide_structures``) too, whose best is taken if it is within the bandwidth and better."""
+    fastest) is within the bandwidth and pruning left structures out, the wider space of every
+    array structure's top (up to ``OPTIONS.wide_structures``) too, whose best is taken if it is
+    within the bandwidth and better."""
     result = search(ctx, offchip)
     if (result is not None and result.structures_kept < result.structures
             and (not result.within_bw or result.bandwidth_cost > OPTIONS.replan_above)):
