@@ -122,6 +122,8 @@ def compile_cold(model_yaml: Path, target: str, jobs: int, limit: float) -> tupl
                 parts += len((layer.get("decomposition") or {}).get("parts", [])) * row["repeat"]
     if report is None:
         print(f"  {model_yaml.stem} on {target}: mapc exited {proc.returncode}: {proc.stderr.strip()[-300:]}")
+    for failed in (report or {}).get("failed", []):
+        print(f"  {model_yaml.stem} on {target}: failed {failed}")
     return wall, proc.returncode, report, parts
 
 
@@ -192,18 +194,39 @@ def main() -> None:
     args.cache.mkdir(parents=True, exist_ok=True)
     rows = []
     load_before = os.getloadavg()
+    commit = _commit()
+    started = time.strftime("%H:%M", time.gmtime())
     with tempfile.TemporaryDirectory() as work:
         for name in args.models.split(","):
             print(f"{name}:")
             rows.append(measure(name, args.cache, targets, args.jobs, args.exporter, Path(work), args.limit))
+            # rewritten after every model, so a long run leaves its finished rows behind
+            write_doc(args, rows, targets, commit, started, load_before, torch.__version__, torchvision.__version__)
+    print(table(rows, targets))
+    print(f"wrote {args.out}")
+
+
+def _commit() -> str:
+    """The measured tree's commit (``MAPC_COMMIT`` for a snapshot outside git), for the record."""
+    if os.environ.get("MAPC_COMMIT"):
+        return os.environ["MAPC_COMMIT"]
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    except OSError:
+        return "unknown"
+    return out.stdout.strip() or "unknown"
+
+
+def write_doc(args, rows: list[dict], targets: list[str], commit: str, started: str,
+              load_before: tuple[float, float, float], torch_version: str, tv_version: str) -> None:
+    """Write the table of the rows measured so far, with how and where they were measured, to ``--out``."""
     text = table(rows, targets)
-    print(text)
     load_after = os.getloadavg()
     doc = [
         "# Model-zoo benchmark",
         "",
         f"`python bench/zoo.py --targets {args.targets} --jobs {args.jobs} --exporter {args.exporter}`: torch "
-        f"{torch.__version__}, torchvision {torchvision.__version__}, random weights; each network exported "
+        f"{torch_version}, torchvision {tv_version}, random weights; each network exported "
         f"once, imported with `mapc import` (default dtype: the graph's, fp32) and compiled with "
         f"`mapc compile --keep-going -j {args.jobs}` in a fresh process per target.",
         "",
@@ -217,11 +240,12 @@ def main() -> None:
         text,
         "",
         f"Machine: {platform.machine()}, {os.cpu_count()} cores shared with other work; load average "
-        f"{load_before[0]:.1f} before and {load_after[0]:.1f} after the run.",
+        f"{load_before[0]:.1f} before and {load_after[0]:.1f} after the run; commit {commit}, started "
+        f"{started} UTC, {len(rows)} of {len(args.models.split(','))} models done at "
+        f"{time.strftime('%H:%M', time.gmtime())} UTC.",
         "",
     ]
     args.out.write_text("\n".join(doc))
-    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":
