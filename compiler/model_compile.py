@@ -239,6 +239,8 @@ def distinct_layers(model: Model) -> tuple[tuple[ModelLayer, ...], tuple[tuple[s
     renamed, used = [], {"model"}  # model.report.json is the model's
     for layer in layers:
         base = stem = file_stem(layer.name, "layer")  # ONNX names can hold '/' or ':'
+        if base.lower().endswith(".hw"):  # BASE.m would be the hardware file of a target named BASE
+            base = stem = base[:-3] + "_hw"
         n = 2
         while stem.lower() in used:
             stem, n = f"{base}_{n}", n + 1

@@ -44,6 +44,16 @@ def test_dedupe_and_safe_names(small):
     assert merged == (("a", "c"), ("b",), ("d/x",))
 
 
+def test_layer_names_never_take_the_hardware_or_model_files(write):
+    """A layer named like a target's hardware file (``edge.hw`` -> edge.hw.m) or the model report
+    gets another file stem; distinct layers stay distinct case-insensitively."""
+    text = "name: clash\nlayers:\n" + "".join(
+        f"  - {{name: {n}, kind: gemm, params: {{M: 8, K: {8 * (i + 1)}, N: 8}}}}\n"
+        for i, n in enumerate(["edge.hw", "Cloud.HW", "model", "edge_hw", "x.hw.y"]))
+    layers, _ = distinct_layers(load_model(write("clash.yaml", text)))
+    assert [l.op.name for l in layers] == ["edge_hw", "Cloud_hw", "model_2", "edge_hw_2", "x.hw.y"]
+
+
 def test_compile_writes_reports(small, tmp_path, run_cli):
     out = tmp_path / "out"
     code, stdout, stderr = run_cli("compile", small, "--target", "edge", "-o", out)
