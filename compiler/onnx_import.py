@@ -12,8 +12,9 @@ it and its share of the graph's MACs, unless ``allow_partial``.  The model file 
 ``coverage``: MACs imported, MACs in the graph, and the MAC-carrying nodes left out.
 
 Layer names are the exporter's module paths (``layer1.0.conv1``): from the node metadata
-``pkg.torch.onnx.name_scopes`` of the dynamo exporter, from ``/layer1/layer1.0/conv1/Conv`` node
-names of the TorchScript one, else the node name; the model name is the file stem.  Each name
+``pkg.torch.onnx.name_scopes`` of the dynamo exporter (or, there, the weight's parameter name
+``layer1.0.conv1.weight``, which survives a BatchNorm folded into the Conv), from
+``/layer1/layer1.0/conv1/Conv`` node names of the TorchScript one, else the node name; the model name is the file stem.  Each name
 goes through :func:`~compiler.outputs.file_stem`, the one sanitiser for names that become files.
 """
 from __future__ import annotations
@@ -163,7 +164,10 @@ def node_path(node, index: int) -> str:
         scopes = scopes[:-1]  # the last scope names the aten op, not a module
     scopes = [s for s in scopes if s]
     if scopes:
-        return _join_scopes(scopes)
+        # a Conv with a BatchNorm folded in carries the BatchNorm's scopes (``conv1.bn``); its
+        # weight keeps the parameter's name (``conv1.conv.weight``), which names the conv itself
+        weight = re.fullmatch(r"([A-Za-z_]\w*(?:\.\w+)*)\.weight", node.input[1] if len(node.input) > 1 else "")
+        return weight.group(1) if weight else _join_scopes(scopes)
     name = node.name
     if name.startswith("/"):  # TorchScript: /layer1/layer1.0/conv1/Conv
         parts = [p for p in name.split("/") if p]

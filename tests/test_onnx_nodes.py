@@ -217,6 +217,23 @@ def test_names_from_the_exporters(tmp_path):
                                              "trunk.block1_0_2"]
 
 
+def test_a_conv_with_a_folded_batchnorm_is_named_by_its_weight(tmp_path):
+    """The dynamo exporter folds BatchNorm into the Conv and keeps the BatchNorm's scopes on it; the
+    weight's parameter name still names the conv, as the TorchScript exporter's node name does."""
+    def conv(inp, out, weight, scopes, classes):
+        node = helper.make_node("Conv", [inp, weight], [out], name=f"node_Conv_{out}")
+        for key, value in (("pkg.torch.onnx.name_scopes", scopes), ("pkg.torch.onnx.class_hierarchy", classes)):
+            entry = node.metadata_props.add()
+            entry.key, entry.value = key, value
+        return node
+    bn = "['M', 'BasicConv2d', 'BatchNorm2d', 'aten._native_batch_norm_legit_no_training.default']"
+    nodes = [conv("x", "a", "conv1.conv.weight", "['', 'conv1', 'conv1.bn', '_native_batch_norm']", bn),
+             conv("a", "b", "val_12", "['', 'layer1', 'layer1.bn', '_native_batch_norm']", bn)]
+    r = import_onnx(_save(tmp_path, nodes, [("x", [1, 4, 4, 4])], [_w("conv1.conv.weight", (4, 4, 1, 1)),
+                                                                     _w("val_12", (4, 4, 1, 1))]))
+    assert [x["name"] for x in r.layers] == ["conv1.conv", "layer1.bn"]
+
+
 def test_weights_are_not_read(tmp_path):
     """External weight data is never opened: the import works with the data file gone."""
     nodes = [helper.make_node("Conv", ["x", "w"], ["y"], name="conv", pads=[1, 1, 1, 1])]
