@@ -294,6 +294,9 @@ def import_cmd(onnx_file: Path, out_file: Path, dtype: str | None, name: str | N
     from .onnx_import import import_onnx
 
     real = output_file(out_file)  # checked before the (possibly long) import
+    if real.exists() and onnx_file.exists() and real.samefile(onnx_file):  # a slip must not destroy the export
+        raise MapcError("is the ONNX file being imported: -o names the model file (YAML) to write; nothing written",
+                        file=str(out_file))
     result = import_onnx(onnx_file, dtype=dtype, name=name, allow_partial=allow_partial)
     write_all(real.parent, [(real.name, result.yaml_text())])
     note = result.skipped_line()

@@ -131,6 +131,14 @@ def test_errors(tmp_path, run_cli):
     code, _, err = run_cli("import", relu_only, "-o", tmp_path / "m.yaml")
     assert code == 2 and "no Conv, Gemm, MatMul, Einsum or recurrent node" in err
     assert not (tmp_path / "m.yaml").exists()
+    # -o naming the ONNX file itself (or a link to it) would overwrite the export with YAML
+    (tmp_path / "link.onnx").symlink_to(relu_only)
+    before = relu_only.read_bytes()
+    for out in (relu_only, tmp_path / "link.onnx"):
+        code, _, err = run_cli("import", relu_only, "-o", out)
+        assert (code, err) == (2, f"mapc: error: {out}: is the ONNX file being imported: -o names the model file "
+                                  "(YAML) to write; nothing written\n")
+    assert relu_only.read_bytes() == before
 
 
 def test_imported_model_compiles_end_to_end(cnn, tmp_path, run_cli):
