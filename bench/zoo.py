@@ -14,8 +14,9 @@ the cache directory, once.  Then, per model:
   count;
 * ``mapc compile MODEL --target T -j N --keep-going`` in a fresh process per target (cold wall
   time): distinct layers compiled / failed, parts created by decomposition (from each layer
-  report's ``decomposition.parts``, none when a layer was not decomposed), runtime / roofline over the compiled
-  layers, the compile CPU seconds and wall seconds.
+  report's ``decomposition.parts``, none when a layer was not decomposed), runtime / roofline over
+  the compiled layers, the compile seconds (per-layer wall times summed), the wall seconds, and the
+  layers whose on-chip search the wall-time ``--time-limit`` stopped (status FEASIBLE).
 
 Prints the table and writes it, with the machine's load, to ``--out``.
 """
@@ -101,9 +102,10 @@ def export(name: str, cache: Path, exporter: str) -> tuple[Path, float]:
     return path, time.perf_counter() - start
 
 
-def compile_cold(model_yaml: Path, target: str, jobs: int, limit: float) -> tuple[float, int, dict | None, int]:
-    """``mapc compile --keep-going`` in a fresh process: (wall s, exit code, model report, parts);
-    exit code -1 when it ran longer than ``limit`` seconds."""
+def compile_cold(model_yaml: Path, target: str, jobs: int, limit: float) -> tuple[float, int, dict | None, int, int]:
+    """``mapc compile --keep-going`` in a fresh process: (wall s, exit code, model report, parts,
+    layers whose on-chip search --time-limit stopped); exit code -1 when it ran longer than ``limit``
+    seconds."""
     with tempfile.TemporaryDirectory() as out:
         start = time.perf_counter()
         try:
@@ -111,20 +113,22 @@ def compile_cold(model_yaml: Path, target: str, jobs: int, limit: float) -> tupl
                                    target, "-j", str(jobs), "--keep-going", "-o", out], cwd=ROOT,
                                   capture_output=True, text=True, timeout=limit)
         except subprocess.TimeoutExpired:
-            return time.perf_counter() - start, -1, None, 0
+            return time.perf_counter() - start, -1, None, 0, 0
         wall = time.perf_counter() - start
         report_path = Path(out) / "model.report.json"
         report = json.loads(report_path.read_text()) if report_path.exists() else None
-        parts = 0
+        parts = stopped = 0
         for row in (report or {}).get("layers", []):
             if "report" in row:
                 layer = json.loads((Path(out) / row["report"]).read_text())
                 parts += len((layer.get("decomposition") or {}).get("parts", [])) * row["repeat"]
+                # the search's wall-time limit: on a loaded machine it stops before the space is scored
+                stopped += (layer.get("onchip") or {}).get("solver_status") == "FEASIBLE"
     if report is None:
         print(f"  {model_yaml.stem} on {target}: mapc exited {proc.returncode}: {proc.stderr.strip()[-300:]}")
     for failed in (report or {}).get("failed", []):
         print(f"  {model_yaml.stem} on {target}: failed {failed}")
-    return wall, proc.returncode, report, parts
+    return wall, proc.returncode, report, parts, stopped
 
 
 def measure(name: str, cache: Path, targets: list[str], jobs: int, exporter: str, work: Path, limit: float) -> dict:
@@ -140,9 +144,9 @@ def measure(name: str, cache: Path, targets: list[str], jobs: int, exporter: str
            "macs_graph": cov["macs_graph"], "published_gmacs": published_gmacs(name),
            "unimported": len(result.unimported), "import_s": import_s, "export_s": export_s, "targets": {}}
     for target in targets:
-        wall, code, report, parts = compile_cold(model_yaml, target, jobs, limit)
+        wall, code, report, parts, stopped = compile_cold(model_yaml, target, jobs, limit)
         t = (report or {}).get("totals", {})
-        row["targets"][target] = {"exit": code, "wall_s": wall, "parts": parts, **t}
+        row["targets"][target] = {"exit": code, "wall_s": wall, "parts": parts, "stopped": stopped, **t}
         print(f"  {name} on {target}: {t.get('compiled', 0)}/{t.get('distinct_layers', '?')} distinct layers, "
               f"x{t.get('runtime_over_roofline')} roofline, {wall:.1f} s wall")
     return row
@@ -152,7 +156,8 @@ def table(rows: list[dict], targets: list[str]) -> str:
     """The markdown table: import columns, then per target compile columns."""
     head = "| model | layers | MACs imported | graph's MACs | torchvision GMACs |"
     for t in targets:
-        head += f" {t}: compiled/distinct | {t}: parts | {t}: runtime ÷ roofline | {t}: compile CPU s / wall s |"
+        head += (f" {t}: compiled/distinct | {t}: parts | {t}: runtime ÷ roofline | {t}: compile s / wall s |"
+                 f" {t}: search stopped |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
         pub = f"{r['published_gmacs']:.3f}" if r["published_gmacs"] is not None else "-"
@@ -163,12 +168,12 @@ def table(rows: list[dict], targets: list[str]) -> str:
             m = r["targets"][t]
             if "compiled" not in m:
                 what = f"over {m['wall_s']:.0f} s" if m["exit"] == -1 else f"exit {m['exit']}"
-                line += f" {what} | - | - | - / {m['wall_s']:.0f} |"
+                line += f" {what} | - | - | - / {m['wall_s']:.0f} | - |"
                 continue
             roof = m.get("runtime_over_roofline")
             line += (f" {m['compiled']}/{m['distinct_layers']} | {m['parts']} | {roof:.2f} |" if roof is not None
                      else f" {m['compiled']}/{m['distinct_layers']} | {m['parts']} | - |")
-            line += f" {m['compile_seconds']:.0f} / {m['wall_s']:.0f} |"
+            line += f" {m['compile_seconds']:.0f} / {m['wall_s']:.0f} | {m['stopped']} |"
         lines.append(line)
     return "\n".join(lines)
 
@@ -233,9 +238,12 @@ def write_doc(args, rows: list[dict], targets: list[str], commit: str, started: 
         "*MACs imported* is the sum over the model file's layers (polyhedral counts, repeats included); "
         "*graph's MACs* counts every MAC-carrying ONNX node from its tensor shapes; *torchvision GMACs* is "
         "the `_ops` torchvision publishes for the architecture at its reference input size. *compiled/distinct*: distinct "
-        "layer shapes that compiled; the runtime ÷ roofline and CPU seconds are over the compiled ones only "
+        "layer shapes that compiled; the runtime ÷ roofline and compile seconds (per-layer wall times summed) are "
+        "over the compiled ones only "
         "(the report's totals are marked incomplete when a layer failed). *parts*: MDC layers created by "
-        "decomposition (repeats included).",
+        "decomposition (repeats included). *search stopped*: distinct layers (not decomposed) whose on-chip "
+        "search `--time-limit` (wall time) stopped before it scored its whole space (status FEASIBLE): on a "
+        "loaded machine their mappings can be worse than on an idle one.",
         "",
         text,
         "",
