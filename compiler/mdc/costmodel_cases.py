@@ -102,7 +102,7 @@ class _Case:
         false = lv.false
         for v, j in eff.items():
             p = pos[j]
-            self.edge[v] = S.init_edge[j] if p == INIT else (~false if p == EDGE else false)
+            self.edge[v] = S.init_edge[j] if p == INIT else (lv.true if p == EDGE else false)
             self.ee[v] = S.ee[j][p]
             self.unrolled[v] = S.unrolled[j] if p == INIT else false
         occ = lv.one
@@ -125,10 +125,9 @@ def _memo(fn):
         flags, plain = [], True
         for a in args:
             if type(a) is np.ndarray:
-                if not a.any():
-                    a = False
-                elif a.all():
-                    a = True
+                k = np.count_nonzero(a)
+                if k == 0 or k == a.size:
+                    a = k != 0
                 else:
                     plain = False
             flags.append(a)
@@ -255,21 +254,24 @@ def _spread(c: _Case, fn, dims):
     if not mapped:
         return fn(True, False)
     lv = c.lv
+    some = np.count_nonzero(edge)
+    plain = None if some and some == edge.size else fn(True, False) + (lv.units - 1) * fn(False, False)
+    if not some:        # no candidate at the spatial edge (always so for a batch of one)
+        return plain
     ec = lv.edge_units
-    plain = fn(True, False) + (lv.units - 1) * fn(False, False)
     ee = c.ee[sp]
     n_ee = ee.astype(np.int64)
     n_full = np.maximum(ec - n_ee - 1, 0)
     at_edge = fn(True, (ec == 1) & ee) + np.where(ec > 1, n_full * fn(False, False)
                                                    + n_ee * fn(False, True), 0)
-    return np.where(edge, at_edge, plain)
+    return at_edge if plain is None else np.where(edge, at_edge, plain)
 
 
 def _psum_map(c: _Case, dims):
     mapped, edge, sp = _sp_info(c, dims, all_spatial=True)
     lv = c.lv
     plain = lv.units * _pe_egress(c, dims, True, True, False)
-    if not mapped:
+    if not mapped or not edge.any():
         return plain
     ec = lv.edge_units
     ee = c.ee[sp]
@@ -282,7 +284,7 @@ def _psum_map(c: _Case, dims):
 
 def _critical_psums(c: _Case, dims):
     mapped, edge, sp = _sp_info(c, dims)
-    if not mapped:
+    if not mapped or not edge.any():
         return _pe_egress(c, dims, True, True, False)
     ee = (c.lv.edge_units == 1) & c.ee[sp]
     return np.where(edge, _pe_egress(c, dims, True, True, ee), _pe_egress(c, dims, True, True, False))
@@ -426,13 +428,17 @@ def _analyze(ctx: _Ctx, li: int, dims: dict) -> dict:
         active = np.where(edge, ec, lv.units).astype(float)
         if li < len(ctx.levels) - 1:
             rf = _sub(ctx, li + 1, _sub_dims(c, False, ctx.conv))
-            rt = _sub(ctx, li + 1, _sub_dims(c, True, ctx.conv))
             both = edge & hee
-            compute = np.where(both, np.maximum(rt["runtime"], np.where(ec > 1, rf["runtime"], 0)),
-                               rf["runtime"])
-            busy_step = np.where(both, np.maximum(rt["busy"], np.where(ec > 1, rf["busy"], 0)), rf["busy"])
-            units = np.where(both, rt["active"] + np.where(ec > 1, rf["active"] * (ec - 1), 0),
-                             rf["active"] * np.where(edge, ec, lv.units))
+            units = rf["active"] * np.where(edge, ec, lv.units)
+            if both.any():  # the edge sub-cluster's own tiles: analysed only when some candidate has one
+                rt = _sub(ctx, li + 1, _sub_dims(c, True, ctx.conv))
+                compute = np.where(both, np.maximum(rt["runtime"], np.where(ec > 1, rf["runtime"], 0)),
+                                   rf["runtime"])
+                busy_step = np.where(both, np.maximum(rt["busy"], np.where(ec > 1, rf["busy"], 0)),
+                                     rf["busy"])
+                units = np.where(both, rt["active"] + np.where(ec > 1, rf["active"] * (ec - 1), 0), units)
+            else:
+                compute, busy_step = rf["runtime"], rf["busy"]
             active = np.where(units != 0, units, active)
         else:
             compute = busy_step = -(-_critical_psums(c, out_t.dims) // hw.macs_per_pe)
