@@ -88,6 +88,7 @@ class _States:
             self.init_edge.append(init_edge)
             self.ee.append(ee)
             self.union.append([p for p in (INIT, STEADY, EDGE) if p == INIT or occ[p].any()])
+        self.memo: dict = {}     # per-PE volumes, shared by the cases that agree on what they read
 
 
 class _Case:
@@ -111,35 +112,46 @@ class _Case:
         self.occ = occ
         self.cidx = max((j for j, d in enumerate(lv.slots) if self.pos[d.var] != INIT), default=-1)
         self.all_init = all(p == INIT for p in self.pos.values())
-        self.memo: dict = {}
-        self.slot = {}
-        for d in lv.slots:
-            self.slot.setdefault(d.var, d)   # the first slot of each dim
+        self.memo = S.memo
+        self.slot = {d.var: d for d in reversed(lv.slots)}   # the first slot of each dim
 
 
-def _memo(fn):
-    """Cache a per-PE volume of one case (several spreads of the case ask for the same one).
-    A flag array that is the same for every candidate becomes a plain bool first (always so for
-    a batch of one); a volume selected by a flag that differs between candidates is not cached."""
-    def cached(c, dims, *args):
-        flags, plain = [], True
-        for a in args:
-            if type(a) is np.ndarray:
-                k = np.count_nonzero(a)
-                if k == 0 or k == a.size:
-                    a = k != 0
-                else:
-                    plain = False
-            flags.append(a)
-        if not plain:
-            return fn(c, dims, *flags)
-        key = (fn, dims, *flags)
-        got = c.memo.get(key)
-        if got is None:
-            got = c.memo[key] = fn(c, dims, *flags)
-        return got
-    cached.__doc__ = fn.__doc__
-    return cached
+def _reads_dims(c: _Case, dims, *args) -> tuple:
+    """What :func:`_pe_ingress` reads of a case: the innermost changing slot, ``dims``' positions."""
+    return (c.cidx,) + tuple(c.pos.get(v) for v in dims)
+
+
+def _reads_egress(c: _Case, dims, psum: bool, *args) -> tuple:
+    """What :func:`_pe_egress` reads of a case: the positions of ``dims`` (all with ``psum``)."""
+    return tuple(c.pos.values()) if psum else tuple(c.pos.get(v) for v in dims)
+
+
+def _memo(reads):
+    """Cache a per-PE volume across the cases of one level that agree on what it ``reads`` (the
+    spreads of a case, cases differing in other slots). A flag array that is the same for every
+    candidate becomes a plain bool first (always so for a batch of one); a volume selected by a
+    flag that differs between candidates is not cached."""
+    def wrap(fn):
+        def cached(c, dims, *args):
+            flags, plain = [], True
+            for a in args:
+                if type(a) is np.ndarray:
+                    k = np.count_nonzero(a)
+                    if k == 0 or k == a.size:
+                        a = k != 0
+                    else:
+                        plain = False
+                flags.append(a)
+            if not plain:
+                return fn(c, dims, *flags)
+            key = (fn, dims, *flags, reads(c, dims, *flags))
+            got = c.memo.get(key)
+            if got is None:
+                got = c.memo[key] = fn(c, dims, *flags)
+            return got
+        cached.__doc__ = fn.__doc__
+        return cached
+    return wrap
 
 
 def _pe_mapped(c: _Case, dims, first: bool, ee):
@@ -159,7 +171,7 @@ def _pe_mapped(c: _Case, dims, first: bool, ee):
     return ret
 
 
-@_memo
+@_memo(_reads_dims)
 def _pe_ingress(c: _Case, dims, first: bool, ee):
     if c.cidx == -1:
         return _pe_mapped(c, dims, first, ee)
@@ -193,7 +205,7 @@ def _pe_ingress(c: _Case, dims, first: bool, ee):
     return ret if changing else lv.zero
 
 
-@_memo
+@_memo(_reads_egress)
 def _pe_egress(c: _Case, dims, psum: bool, first: bool = True, ee=False, reuse_at_edge=True):
     lv = c.lv
     ec = lv.edge_units
