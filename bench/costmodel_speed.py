@@ -1,6 +1,7 @@
 """Speed of the MAESTRO cost model: many candidates of one layer, and one mapping alone.
 
 Usage: python bench/costmodel_speed.py [--n 10000] [--repeat 3] [--divisors-only] [--single]
+       python bench/costmodel_speed.py --compile [--targets edge,cloud] [--all]
 
 Throughput: the candidates share a two-level template (an output-stationary style dataflow on
 ResNet-50 conv2 3x3, K64 C64 R3 S3 Y58 X58, on a 256-PE edge HW) and differ in the K,
@@ -11,6 +12,10 @@ pay: the three-level mapping mapc emits for ``examples/conv3x3.yaml`` on ``edge`
 into a temporary folder first), scored by ``evaluate_layer`` (best of ``--repeat`` x 20 calls,
 none answered from its cache)
 and by a whole ``mapc eval`` process (best of ``--repeat`` wall times).
+
+``--compile``: per-layer compile time of the layers ``bench/quality.py --quick`` selects (``--all``:
+its whole suite), ``run_pipeline`` in-process as that bench times it, but as CPU time
+(``time.process_time``) besides wall time, so that runs on a shared machine compare.
 
 Measured on the 2-core machine with a load average of 6.6-8.2 (other jobs running), the batched
 model against the scalar copy it replaced (commit 4c5750f, same bench): one mapping 27 ms as a
@@ -91,6 +96,26 @@ def single(repeat: int) -> None:
           f"mapc eval process {wall:.2f} s")
 
 
+def compile_times(targets: list[str], quick: bool) -> None:
+    """Print the median and largest per-layer compile CPU time (and median wall time) per target."""
+    import statistics
+    sys.path.insert(0, str(ROOT / "bench"))
+    import quality
+    from compiler.context import Options
+    from compiler.pipeline import run_pipeline
+    from targets import load_target
+    layers = quality.suite(quality.MODELS, quick)
+    for name in targets:
+        target, cpu, wall = load_target(name), [], []
+        for entry in layers:
+            c0, w0 = time.process_time(), time.perf_counter()
+            run_pipeline(Path(entry["source"]), target, Options(), op=entry["op"])
+            cpu.append(time.process_time() - c0)
+            wall.append(time.perf_counter() - w0)
+        print(f"{name}: {len(layers)} layers, CPU median {statistics.median(cpu):.3f} s, max {max(cpu):.2f} s, "
+              f"total {sum(cpu):.1f} s; wall median {statistics.median(wall):.3f} s", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Time evaluate_batch and print candidates per second."""
     ap = argparse.ArgumentParser(description=__doc__)
@@ -98,7 +123,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--divisors-only", action="store_true")
     ap.add_argument("--single", action="store_true")
+    ap.add_argument("--compile", action="store_true")
+    ap.add_argument("--targets", default="edge,cloud")
+    ap.add_argument("--all", action="store_true")
     args = ap.parse_args(argv)
+    if args.compile:
+        compile_times([t for t in args.targets.split(",") if t], not args.all)
+        return 0
     if args.single:
         single(args.repeat)
         return 0

@@ -88,6 +88,7 @@ class _States:
             self.init_edge.append(init_edge)
             self.ee.append(ee)
             self.union.append([p for p in (INIT, STEADY, EDGE) if p == INIT or occ[p].any()])
+        self.memo: dict = {}     # per-PE volumes, shared by the cases that agree on what they read
 
 
 class _Case:
@@ -102,7 +103,7 @@ class _Case:
         false = lv.false
         for v, j in eff.items():
             p = pos[j]
-            self.edge[v] = S.init_edge[j] if p == INIT else (~false if p == EDGE else false)
+            self.edge[v] = S.init_edge[j] if p == INIT else (lv.true if p == EDGE else false)
             self.ee[v] = S.ee[j][p]
             self.unrolled[v] = S.unrolled[j] if p == INIT else false
         occ = lv.one
@@ -111,36 +112,46 @@ class _Case:
         self.occ = occ
         self.cidx = max((j for j, d in enumerate(lv.slots) if self.pos[d.var] != INIT), default=-1)
         self.all_init = all(p == INIT for p in self.pos.values())
-        self.memo: dict = {}
-        self.slot = {}
-        for d in lv.slots:
-            self.slot.setdefault(d.var, d)   # the first slot of each dim
+        self.memo = S.memo
+        self.slot = {d.var: d for d in reversed(lv.slots)}   # the first slot of each dim
 
 
-def _memo(fn):
-    """Cache a per-PE volume of one case (several spreads of the case ask for the same one).
-    A flag array that is the same for every candidate becomes a plain bool first (always so for
-    a batch of one); a volume selected by a flag that differs between candidates is not cached."""
-    def cached(c, dims, *args):
-        flags, plain = [], True
-        for a in args:
-            if type(a) is np.ndarray:
-                if not a.any():
-                    a = False
-                elif a.all():
-                    a = True
-                else:
-                    plain = False
-            flags.append(a)
-        if not plain:
-            return fn(c, dims, *flags)
-        key = (fn, dims, *flags)
-        got = c.memo.get(key)
-        if got is None:
-            got = c.memo[key] = fn(c, dims, *flags)
-        return got
-    cached.__doc__ = fn.__doc__
-    return cached
+def _reads_dims(c: _Case, dims, *args) -> tuple:
+    """What :func:`_pe_ingress` reads of a case: the innermost changing slot, ``dims``' positions."""
+    return (c.cidx,) + tuple(c.pos.get(v) for v in dims)
+
+
+def _reads_egress(c: _Case, dims, psum: bool, *args) -> tuple:
+    """What :func:`_pe_egress` reads of a case: the positions of ``dims`` (all with ``psum``)."""
+    return tuple(c.pos.values()) if psum else tuple(c.pos.get(v) for v in dims)
+
+
+def _memo(reads):
+    """Cache a per-PE volume across the cases of one level that agree on what it ``reads`` (the
+    spreads of a case, cases differing in other slots). A flag array that is the same for every
+    candidate becomes a plain bool first (always so for a batch of one); a volume selected by a
+    flag that differs between candidates is not cached."""
+    def wrap(fn):
+        def cached(c, dims, *args):
+            flags, plain = [], True
+            for a in args:
+                if type(a) is np.ndarray:
+                    k = np.count_nonzero(a)
+                    if k == 0 or k == a.size:
+                        a = k != 0
+                    else:
+                        plain = False
+                flags.append(a)
+            if not plain:
+                return fn(c, dims, *flags)
+            key = (fn, dims, *flags, reads(c, dims, *flags))
+            got = c.memo.get(key)
+            if got is None:
+                got = c.memo[key] = fn(c, dims, *flags)
+            return got
+        cached.__doc__ = fn.__doc__
+        return cached
+    return wrap
 
 
 def _pe_mapped(c: _Case, dims, first: bool, ee):
@@ -160,7 +171,7 @@ def _pe_mapped(c: _Case, dims, first: bool, ee):
     return ret
 
 
-@_memo
+@_memo(_reads_dims)
 def _pe_ingress(c: _Case, dims, first: bool, ee):
     if c.cidx == -1:
         return _pe_mapped(c, dims, first, ee)
@@ -194,7 +205,7 @@ def _pe_ingress(c: _Case, dims, first: bool, ee):
     return ret if changing else lv.zero
 
 
-@_memo
+@_memo(_reads_egress)
 def _pe_egress(c: _Case, dims, psum: bool, first: bool = True, ee=False, reuse_at_edge=True):
     lv = c.lv
     ec = lv.edge_units
@@ -255,21 +266,24 @@ def _spread(c: _Case, fn, dims):
     if not mapped:
         return fn(True, False)
     lv = c.lv
+    some = np.count_nonzero(edge)
+    plain = None if some and some == edge.size else fn(True, False) + (lv.units - 1) * fn(False, False)
+    if not some:        # no candidate at the spatial edge (always so for a batch of one)
+        return plain
     ec = lv.edge_units
-    plain = fn(True, False) + (lv.units - 1) * fn(False, False)
     ee = c.ee[sp]
     n_ee = ee.astype(np.int64)
     n_full = np.maximum(ec - n_ee - 1, 0)
     at_edge = fn(True, (ec == 1) & ee) + np.where(ec > 1, n_full * fn(False, False)
                                                    + n_ee * fn(False, True), 0)
-    return np.where(edge, at_edge, plain)
+    return at_edge if plain is None else np.where(edge, at_edge, plain)
 
 
 def _psum_map(c: _Case, dims):
     mapped, edge, sp = _sp_info(c, dims, all_spatial=True)
     lv = c.lv
     plain = lv.units * _pe_egress(c, dims, True, True, False)
-    if not mapped:
+    if not mapped or not edge.any():
         return plain
     ec = lv.edge_units
     ee = c.ee[sp]
@@ -282,7 +296,7 @@ def _psum_map(c: _Case, dims):
 
 def _critical_psums(c: _Case, dims):
     mapped, edge, sp = _sp_info(c, dims)
-    if not mapped:
+    if not mapped or not edge.any():
         return _pe_egress(c, dims, True, True, False)
     ee = (c.lv.edge_units == 1) & c.ee[sp]
     return np.where(edge, _pe_egress(c, dims, True, True, ee), _pe_egress(c, dims, True, True, False))
@@ -426,13 +440,17 @@ def _analyze(ctx: _Ctx, li: int, dims: dict) -> dict:
         active = np.where(edge, ec, lv.units).astype(float)
         if li < len(ctx.levels) - 1:
             rf = _sub(ctx, li + 1, _sub_dims(c, False, ctx.conv))
-            rt = _sub(ctx, li + 1, _sub_dims(c, True, ctx.conv))
             both = edge & hee
-            compute = np.where(both, np.maximum(rt["runtime"], np.where(ec > 1, rf["runtime"], 0)),
-                               rf["runtime"])
-            busy_step = np.where(both, np.maximum(rt["busy"], np.where(ec > 1, rf["busy"], 0)), rf["busy"])
-            units = np.where(both, rt["active"] + np.where(ec > 1, rf["active"] * (ec - 1), 0),
-                             rf["active"] * np.where(edge, ec, lv.units))
+            units = rf["active"] * np.where(edge, ec, lv.units)
+            if both.any():  # the edge sub-cluster's own tiles: analysed only when some candidate has one
+                rt = _sub(ctx, li + 1, _sub_dims(c, True, ctx.conv))
+                compute = np.where(both, np.maximum(rt["runtime"], np.where(ec > 1, rf["runtime"], 0)),
+                                   rf["runtime"])
+                busy_step = np.where(both, np.maximum(rt["busy"], np.where(ec > 1, rf["busy"], 0)),
+                                     rf["busy"])
+                units = np.where(both, rt["active"] + np.where(ec > 1, rf["active"] * (ec - 1), 0), units)
+            else:
+                compute, busy_step = rf["runtime"], rf["busy"]
             active = np.where(units != 0, units, active)
         else:
             compute = busy_step = -(-_critical_psums(c, out_t.dims) // hw.macs_per_pe)
