@@ -53,7 +53,8 @@ from compiler.context import Context, Stage
 from compiler.mdc.costmodel import Metrics, evaluate_layer
 from compiler.errors import InfeasibleError
 from compiler.mdc.lowering import MdcView, OnchipChoice, build_layer, chiplet_hw, chiplet_op, mdc_mapping
-from compiler.mdc.scoring import score_choices
+from compiler.mdc.onchip_bound import RuntimeBound
+from compiler.mdc.scoring import best_within, score_choices
 from compiler.mdc.onchip_space import (inner_choices, l1_footprint, neighbours, outer_steps, spatial_structures,
                                        spreadable_dims, top_spreads)
 from passes import offchip as offchip_pass
@@ -88,6 +89,7 @@ class SearchOptions:
     rounds: int = 4
     bw_rounds: int = 8
     replan_above: float = 1.1
+    solver: str = "prune"
 
 
 OPTIONS = SearchOptions()
@@ -258,9 +260,14 @@ def search(ctx: Context, offchip, keep: float = OPTIONS.keep_utilization,
     base = sum(len(choices) for choices, _ in per_structure[:len(kept)])   # the top spreads' start
     base_top = base + sum(len(choices) for choices, _ in per_structure[len(kept):len(kept) + len(top)])
     deadline = time.perf_counter() + ctx.options.time_limit_s
-    scores = score_choices(view, l2_tile, dram_order, candidates, hw, deadline=deadline)
-    complete = scores.scored == len(candidates)
     priced = ctx.options.bandwidth == "priced"
+    # bound-and-prune (compiler.mdc.onchip_bound): only the latency objective has a bound
+    bound = RuntimeBound(view, l2_tile, dram_order, hw) if (
+        OPTIONS.solver == "prune" and ctx.options.objective == "latency") else None
+    scores = score_choices(view, l2_tile, dram_order, candidates, hw, deadline=deadline,
+                           bounds=[bound(c) for c in candidates] if bound else None,
+                           cutoff=lambda s: best_within(s, priced))
+    complete = scores.complete
     order = rank(scores, ctx.options.objective, priced)
     if not order:
         return None
@@ -291,8 +298,11 @@ def search(ctx: Context, offchip, keep: float = OPTIONS.keep_utilization,
                 rounds -= 1
             every = neighbours(view, l2_tile, current, hw.l1_size, idle=found[current][0] > 1)
             near = [c for c in every if c not in found]
-            near_scores = score_choices(view, l2_tile, dram_order, near, hw, deadline=deadline)
-            complete &= near_scores.scored == len(near)
+            # (a neighbour whose bound is above the current runtime cannot be the next step)
+            near_scores = score_choices(view, l2_tile, dram_order, near, hw, deadline=deadline,
+                                        bounds=[bound(c) for c in near] if bound else None,
+                                        cutoff=lambda s, k=found[current]: k[1] if k[0] == 1.0 else None)
+            complete &= near_scores.complete
             refined += len(near)
             found.update({c: k for c, k in zip(near, keys(near_scores, ctx.options.objective, priced))
                           if k is not None})
