@@ -90,6 +90,7 @@ class SearchOptions:
     bw_rounds: int = 8
     replan_above: float = 1.1
     solver: str = "prune"
+    cpsat_time_s: float = 0.5
 
 
 OPTIONS = SearchOptions()
@@ -254,7 +255,11 @@ def search(ctx: Context, offchip, keep: float = OPTIONS.keep_utilization,
                           if outer_steps(s, l2_tile) > 1 and s.utilization >= keep * best_u),
                          key=lambda s: (-s.utilization, outer_steps(s, l2_tile), len(s.levels), spelled(s))
                          )[:OPTIONS.overlap_structures]
-    per_structure = [inner_choices(view, l2_tile, s, hw.l1_size) for s in kept + top + overlap]
+    if OPTIONS.solver == "cpsat":   # CP-SAT's best surrogate points per structure (compiler.mdc.onchip_cpsat)
+        from compiler.mdc.onchip_cpsat import structure_choices
+        per_structure, solved = structure_choices(view, l2_tile, kept + top + overlap, hw, OPTIONS.cpsat_time_s)
+    else:
+        per_structure = [inner_choices(view, l2_tile, s, hw.l1_size) for s in kept + top + overlap]
     candidates = [c for choices, _ in per_structure for c in choices]
     tilings = sum(tried for _, tried in per_structure)
     base = sum(len(choices) for choices, _ in per_structure[:len(kept)])   # the top spreads' start
@@ -322,7 +327,8 @@ def search(ctx: Context, offchip, keep: float = OPTIONS.keep_utilization,
                         candidates=len(candidates), seeds=len(seeds), refined=refined, feasible=len(found),
                         within_bw=sum(1 for k in found.values() if k[0] == 1.0),
                         runner_up=measured(ranked[1]) if len(ranked) > 1 else None,
-                        status="OPTIMAL-IN-SPACE" if complete else "FEASIBLE",
+                        status=("OPTIMAL-IN-SPACE" if complete else "FEASIBLE") if OPTIONS.solver != "cpsat"
+                        else f"FEASIBLE (CP-SAT surrogate {solved})",
                         held_back=measured(fastest) if found[fastest][0] > 1 else None)
 
 
