@@ -35,13 +35,17 @@ in one to four large steps, so that each NoC fill is amortised over more compute
 mappings straight across the PEs.  The whole-MDC-space brute force of
 :mod:`compiler.mdc.fullspace` (tests/test_onchip_exact.py) measures what the pruning loses.
 
-No CP-SAT model here, unlike what the design first planned: the objective is MAESTRO's case
-analysis, which a solver cannot express, and the constraints are met by construction (cluster
-sizes are the PE count's factorisations, tiles are filtered by their L1 footprint as MAESTRO
-counts it, restricted dims never spread).  A CP-SAT model choosing, per structure, the L1 tile
-with the most MACs per step under the L1 limit was tried: it improved none of the 148 edge and
-cloud mappings of the quality suite, and importing OR-Tools alone takes 0.36-0.47 s per process
-(`python -c "from ortools.sat.python import cp_model"`, warm, this machine).
+Search: bound-and-prune (``SearchOptions.solver = "prune"``, the default).  With the latency
+objective, templates are scored in the order of :mod:`compiler.mdc.onchip_bound`'s lower bound on
+the model's runtime (MACs over busy PEs, plus the top level's first NoC fill, which the model never
+overlaps; a true bound of every candidate kept, tested against whole spaces), and those whose bound
+is above the best runtime within the bandwidth found so far are not scored, nor refinement
+neighbours above the current point: the choice is ``"enumerate"``'s.  ``"cpsat"`` instead takes,
+per structure, the best points of an integer program (:mod:`compiler.mdc.onchip_cpsat`: cluster
+sizes, per-unit and per-PE tiles under L1 and the PE count, a surrogate objective), re-scored.
+CP-SAT is not the default: on the 16 tiny ops of bench/onchip_solvers.py (docs/onchip-search.md)
+all three reach the whole-MDC-space optimum, CP-SAT at 2-4x the on-chip time and more cost-model
+calls (its points still need the exact model and the refinement), and it imports OR-Tools (~0.4 s).
 """
 from __future__ import annotations
 
@@ -74,7 +78,8 @@ class SearchOptions:
     MAESTRO's L2 accounting, or when staying within the bandwidth costs more than
     ``replan_above`` times the runtime; then (or when nothing is within the bandwidth) the
     structures within ``wide_keep`` of the best utilisation (up to ``wide_structures``) are
-    searched too."""
+    searched too.  ``solver``: ``prune``, ``enumerate`` or ``cpsat`` (the module docstring;
+    ``cpsat_time_s`` limits each CP-SAT solve)."""
 
     keep_utilization: float = 0.95
     max_structures: int = 6
