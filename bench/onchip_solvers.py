@@ -57,6 +57,25 @@ from compiler.pipeline import run_pipeline  # noqa: E402
 from targets import load_target, parse_target  # noqa: E402
 
 SOLVERS = ("enumerate", "prune", "cpsat")
+INTRO = """`SearchOptions.solver` (passes/onchip.py) picks how the on-chip pass searches each off-chip plan:
+`enumerate` scores every candidate of its pruned space with the cost model and refines the best;
+`prune` (the default) scores the same space template by template in the order of a lower bound on
+the model's runtime and skips what cannot beat the best point within the bandwidth found so far
+(and refinement neighbours that cannot beat the current point), so it picks what `enumerate`
+picks; `cpsat` asks OR-Tools CP-SAT, per array structure, for the best points of an integer
+program (cluster sizes, per-unit and per-PE tiles under L1 and the PE count; objective: the work
+of one PE with the padding of every fold and step plus the NoC's latency per step) and re-scores
+them exactly before the same refinement.
+
+The bound (`compiler/mdc/onchip_bound.py`): runtime >= ceil(MACs / (busy PEs x MACs per PE per
+cycle)) + the top level's first NoC fill.  The model's runtime is a sum of steps each at least
+its compute part, whose sum is the reported compute delay; the search keeps only candidates whose
+compute delay gives each MAC a cycle of a PE the mapping keeps busy (rule S8 asks it of all PEs);
+and the first step of the top level takes compute *plus* its NoC ingress, never their maximum.
+It holds on every candidate checked below and in tests/test_onchip_search.py.  On edge it is
+tight on compute-bound layers (examples/gemm.yaml: bound 1,179,936 for the chosen structure, runtime
+1,180,896; examples/conv3x3.yaml: 451,631 and 457,775) and loose on NoC-bound ones
+(examples/dwconv.yaml: 16,298 and 30,685), where it prunes little."""
 OUT = ROOT / "docs" / "onchip-search.md"
 
 
@@ -203,7 +222,7 @@ def main() -> None:
              f"{os.getloadavg()[0]:.1f} at the end, on {os.cpu_count()} cores). Seconds are the on-chip "
              "pass's wall time (every off-chip plan it tries); calls are `evaluate_batch` calls.", "",
              f"Bound check: {checked:,} fitting candidates scored by `enumerate`, bound above the runtime "
-             f"on {bad}.", ""]
+             f"on {bad}.", "", INTRO, ""]
     if small:
         lines += ["## Small ops against the whole MDC space", "", *summary(small, solvers, "optimum"), "",
                   *table(small, solvers, "optimum"), ""]

@@ -269,13 +269,13 @@ def search(ctx: Context, offchip, keep: float = OPTIONS.keep_utilization,
     tilings = sum(tried for _, tried in per_structure)
     base = sum(len(choices) for choices, _ in per_structure[:len(kept)])   # the top spreads' start
     base_top = base + sum(len(choices) for choices, _ in per_structure[len(kept):len(kept) + len(top)])
-    deadline = time.perf_counter() + ctx.options.time_limit_s
     priced = ctx.options.bandwidth == "priced"
     # bound-and-prune (compiler.mdc.onchip_bound): only the latency objective has a bound
     bound = RuntimeBound(view, l2_tile, dram_order, hw) if (
         OPTIONS.solver == "prune" and ctx.options.objective == "latency") else None
-    scores = score_choices(view, l2_tile, dram_order, candidates, hw, deadline=deadline,
-                           bounds=[bound(c) for c in candidates] if bound else None,
+    bounds = [bound(c) for c in candidates] if bound else None
+    deadline = time.perf_counter() + ctx.options.time_limit_s
+    scores = score_choices(view, l2_tile, dram_order, candidates, hw, deadline=deadline, bounds=bounds,
                            cutoff=lambda s: best_within(s, priced))
     complete = scores.complete
     order = rank(scores, ctx.options.objective, priced)

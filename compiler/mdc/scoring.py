@@ -67,7 +67,6 @@ def score_choices(view: MdcView, l2_tile: dict[str, int], dram_order: tuple[str,
     groups: dict[tuple, list[int]] = {}
     for i, c in enumerate(choices):
         groups.setdefault((tuple(s.dim for s in c.spatial), c.inner_order, c.merged), []).append(i)
-    busy = np.array([busy_pes(view, l2_tile, c, hw.num_pes) for c in choices], np.int64)
     plan = list(groups.values())
     if bounds is not None:
         plan.sort(key=lambda members: (min(bounds[i] for i in members), members[0]))
@@ -90,6 +89,7 @@ def score_choices(view: MdcView, l2_tile: dict[str, int], dram_order: tuple[str,
         sizes = np.stack([p[0] for p in pairs], axis=1)
         offsets = np.stack([p[1] for p in pairs], axis=1)
         clusters = tiles[:, [j for j, s in enumerate(slots) if s.kind == "C"]]
+        busy = np.array([busy_pes(view, l2_tile, choices[i], hw.num_pes) for i in members], np.int64)
         for start in range(0, len(members), batch):
             if deadline is not None and time.perf_counter() > deadline:
                 return Scores(scored, runtime, energy, fits, bw_over, pruned)
@@ -100,7 +100,7 @@ def score_choices(view: MdcView, l2_tile: dict[str, int], dram_order: tuple[str,
             energy[idx] = m.energy_mac_units
             fits[idx] = (m.valid & (m.macs == view.layer_macs) & (m.l1_elements <= hw.l1_size)
                          & (m.l2_elements <= hw.l2_size)
-                         & runtime_counts_every_mac(m.compute_delay_cycles, m.macs, busy[idx], hw.macs_per_pe))
+                         & runtime_counts_every_mac(m.compute_delay_cycles, m.macs, busy[part], hw.macs_per_pe))
             bw_over[idx] = np.maximum(m.noc_bw_required / hw.noc_bw, m.offchip_bw_required / hw.offchip_bw)
             scored += len(idx)
     return Scores(scored, runtime, energy, fits, bw_over, pruned)
