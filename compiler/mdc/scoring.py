@@ -4,29 +4,43 @@ Candidates that share spatial dims and inner loop order share one MDC *template*
 directive kinds and dims); their sizes, offsets and cluster sizes are computed as numpy columns
 from the same slot layout :func:`compiler.mdc.lowering.build_layer` writes, and each template is
 scored with one :func:`compiler.mdc.costmodel.evaluate_batch` call per batch.
+
+With a lower bound per candidate (:mod:`compiler.mdc.onchip_bound`) and a ``cutoff`` (the runtime
+nothing above which can be chosen, from what was scored so far), templates are scored in the order
+of their best bound and candidates whose bound is above the cutoff are not scored at all
+(*bound-and-prune*); a template none of whose candidates is left costs no cost-model call.
 """
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
 from .costmodel import evaluate_batch, runtime_counts_every_mac, template_from_layer
 from .hw import HwConfig
 from .lowering import MdcView, OnchipChoice, build_layer, layer_slots, slot_tiles
+from .onchip_bound import busy_pes
 
 
 @dataclass(frozen=True)
 class Scores:
     """Per-candidate arrays in the order the candidates were given; ``scored`` counts how many
-    were scored before the deadline (unscored ones never fit)."""
+    were scored before the deadline and ``pruned`` how many were not because their bound was above
+    the cutoff (unscored ones never fit)."""
 
     scored: int
     runtime: np.ndarray
     energy: np.ndarray
     fits: np.ndarray        # valid, exact MACs and a runtime that counts them all, within L1 and L2
     bw_over: np.ndarray     # the larger of NoC and off-chip bandwidth required / available
+    pruned: int = 0
+
+    @property
+    def complete(self) -> bool:
+        """Every candidate scored or proved unable to win."""
+        return self.scored + self.pruned == len(self.fits)
 
     @property
     def bw_ok(self) -> np.ndarray:
@@ -36,8 +50,15 @@ class Scores:
 
 def score_choices(view: MdcView, l2_tile: dict[str, int], dram_order: tuple[str, ...],
                   choices: list[OnchipChoice], hw: HwConfig, *, deadline: float | None = None,
-                  batch: int = 8192) -> Scores:
-    """Score every choice (see :class:`Scores` for what ``fits`` and ``bw_over`` mean)."""
+                  batch: int = 8192, bounds: list[int] | None = None,
+                  cutoff: Callable[[Scores], float | None] | None = None) -> Scores:
+    """Score every choice (see :class:`Scores` for what ``fits`` and ``bw_over`` mean).
+
+    ``fits`` asks, besides exact MACs and L1/L2, for a compute delay that gives every MAC a cycle
+    of a PE the choice keeps busy (:func:`compiler.mdc.onchip_bound.busy_pes`; rule S8 asks it of
+    all PEs), so that :mod:`compiler.mdc.onchip_bound`'s bound holds for every fitting choice.
+    With ``bounds`` and ``cutoff`` (see the module docstring) candidates are pruned; ``cutoff`` is
+    called with the scores so far before each template."""
     n = len(choices)
     runtime = np.full(n, np.iinfo(np.int64).max, np.int64)
     energy = np.full(n, np.inf)
@@ -46,19 +67,32 @@ def score_choices(view: MdcView, l2_tile: dict[str, int], dram_order: tuple[str,
     groups: dict[tuple, list[int]] = {}
     for i, c in enumerate(choices):
         groups.setdefault((tuple(s.dim for s in c.spatial), c.inner_order, c.merged), []).append(i)
-    scored = 0
-    for (spatial_dims, inner_order, merged), members in groups.items():
-        slots = layer_slots(view, dram_order, spatial_dims, inner_order, merged)
-        template = template_from_layer(build_layer(view, l2_tile, dram_order, choices[members[0]], "t"))[0]
+    plan = list(groups.values())
+    if bounds is not None:
+        plan.sort(key=lambda members: (min(bounds[i] for i in members), members[0]))
+    scored = pruned = 0
+    for members in plan:
+        if bounds is not None and cutoff is not None:
+            limit = cutoff(Scores(scored, runtime, energy, fits, bw_over, pruned))
+            if limit is not None:
+                kept = [i for i in members if bounds[i] <= limit]
+                pruned += len(members) - len(kept)
+                members = kept
+                if not members:
+                    continue
+        c0 = choices[members[0]]
+        slots = layer_slots(view, dram_order, tuple(s.dim for s in c0.spatial), c0.inner_order, c0.merged)
+        template = template_from_layer(build_layer(view, l2_tile, dram_order, c0, "t"))[0]
         tiles = np.array([slot_tiles(slots, l2_tile, choices[i]) for i in members], np.int64)
         maps = [j for j, s in enumerate(slots) if s.kind != "C"]
         pairs = [view.size_offset(slots[j].dim, tiles[:, j]) for j in maps]
         sizes = np.stack([p[0] for p in pairs], axis=1)
         offsets = np.stack([p[1] for p in pairs], axis=1)
         clusters = tiles[:, [j for j, s in enumerate(slots) if s.kind == "C"]]
+        busy = np.array([busy_pes(view, l2_tile, choices[i], hw.num_pes) for i in members], np.int64)
         for start in range(0, len(members), batch):
             if deadline is not None and time.perf_counter() > deadline:
-                return Scores(scored, runtime, energy, fits, bw_over)
+                return Scores(scored, runtime, energy, fits, bw_over, pruned)
             part = slice(start, start + batch)
             idx = np.array(members[part])
             m = evaluate_batch(template, sizes[part], offsets[part], clusters[part], hw)
@@ -66,7 +100,15 @@ def score_choices(view: MdcView, l2_tile: dict[str, int], dram_order: tuple[str,
             energy[idx] = m.energy_mac_units
             fits[idx] = (m.valid & (m.macs == view.layer_macs) & (m.l1_elements <= hw.l1_size)
                          & (m.l2_elements <= hw.l2_size)
-                         & runtime_counts_every_mac(m.compute_delay_cycles, m.macs, hw.num_pes, hw.macs_per_pe))
+                         & runtime_counts_every_mac(m.compute_delay_cycles, m.macs, busy[part], hw.macs_per_pe))
             bw_over[idx] = np.maximum(m.noc_bw_required / hw.noc_bw, m.offchip_bw_required / hw.offchip_bw)
             scored += len(idx)
-    return Scores(scored, runtime, energy, fits, bw_over)
+    return Scores(scored, runtime, energy, fits, bw_over, pruned)
+
+
+def best_within(scores: Scores, priced: bool = False) -> float | None:
+    """The lowest runtime of a fitting candidate within the bandwidth (any, with ``priced``), or
+    None: the latency objective's cutoff, since every candidate within the bandwidth ranks before
+    those over it (a runtime above it can win only while nothing within was found)."""
+    ok = scores.fits if priced else scores.fits & scores.bw_ok
+    return float(scores.runtime[ok].min()) if ok.any() else None
