@@ -54,7 +54,7 @@ from compiler.mdc.costmodel import Metrics, evaluate_layer
 from compiler.errors import InfeasibleError
 from compiler.mdc.lowering import MdcView, OnchipChoice, build_layer, chiplet_hw, chiplet_op, mdc_mapping
 from compiler.mdc.scoring import score_choices
-from compiler.mdc.onchip_space import (inner_choices, l1_footprint, neighbours, outer_steps, spatial_structures,
+from compiler.mdc.onchip_space import (finest, inner_choices, l1_footprint, neighbours, outer_steps, spatial_structures,
                                        spreadable_dims, top_spreads)
 from passes import offchip as offchip_pass
 
@@ -243,7 +243,7 @@ def search(ctx: Context, offchip, keep: float = OPTIONS.keep_utilization,
                    key=lambda s: (-s.utilization, len(s.levels), spelled(s)))
     few = sorted(multi, key=lambda s: outer_steps(s, {s.levels[0].dim: view.op.extent(s.levels[0].dim)}))
     top = [s for s in tops if len(s.levels) == 1] + list(dict.fromkeys(
-        multi[:OPTIONS.top_structures] + few[:OPTIONS.top_structures]))
+        multi[:OPTIONS.top_structures] + few[:OPTIONS.top_structures] + finest(multi)[:OPTIONS.top_structures]))
     overlap = []
     fill = l1_footprint(view, l2_tile) / 2 / hw.noc_bw        # cycles to bring the L2 tile in once
     if (math.prod(offchip.trips.values()) == 1 and fill > OPTIONS.exposed_fill * view.layer_macs / hw.num_pes

@@ -136,6 +136,20 @@ def top_spreads(view: MdcView, l2_tile: dict[str, int], num_pes: int,
     return out
 
 
+def finest(structures: list[Structure]) -> list[Structure]:
+    """Top-level spreads with the most top units first (at equal spatial utilisation): MAESTRO
+    pays a sub-cluster's first NoC fill on every top-level step, unoverlapped, and the smaller
+    the clusters below the top, the smaller that fill."""
+    ranked = sorted(structures, key=lambda s: (-s.utilization, -s.levels[0].units, len(s.levels),
+                                               [(l.dim, l.units, l.tile) for l in s.levels]))
+    # one of each top dim first: the best cluster shape differs by dim (a reduction over 128
+    # top units may not count its MACs exactly, an output dim there does)
+    seen: dict[str, int] = {}
+    nth = [seen.__setitem__(s.levels[0].dim, seen.get(s.levels[0].dim, -1) + 1) or seen[s.levels[0].dim]
+           for s in ranked]
+    return [s for _, _, s in sorted(zip(nth, range(len(ranked)), ranked), key=lambda x: x[:2])]
+
+
 def _spreads(dims: list[str], l2_tile: dict[str, int], units: int, max_depth: int, overlap: bool = False):
     """(levels, utilisation) for every spread of ``units`` over 1 to ``max_depth`` of ``dims``;
     with ``overlap``, every depth and the outer level folded too."""

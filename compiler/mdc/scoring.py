@@ -36,8 +36,12 @@ class Scores:
 
 def score_choices(view: MdcView, l2_tile: dict[str, int], dram_order: tuple[str, ...],
                   choices: list[OnchipChoice], hw: HwConfig, *, deadline: float | None = None,
-                  batch: int = 8192) -> Scores:
-    """Score every choice (see :class:`Scores` for what ``fits`` and ``bw_over`` mean)."""
+                  batch: int = 8192, l2_tiles: list[dict[str, int]] | None = None) -> Scores:
+    """Score every choice (see :class:`Scores` for what ``fits`` and ``bw_over`` mean).
+
+    ``l2_tiles``: a top-level step (L2 tile) per choice instead of ``l2_tile`` for all (they are
+    sizes of the same template, so they batch alike)."""
+    per = l2_tiles if l2_tiles is not None else [l2_tile] * len(choices)
     n = len(choices)
     runtime = np.full(n, np.iinfo(np.int64).max, np.int64)
     energy = np.full(n, np.inf)
@@ -50,7 +54,7 @@ def score_choices(view: MdcView, l2_tile: dict[str, int], dram_order: tuple[str,
     for (spatial_dims, inner_order, merged), members in groups.items():
         slots = layer_slots(view, dram_order, spatial_dims, inner_order, merged)
         template = template_from_layer(build_layer(view, l2_tile, dram_order, choices[members[0]], "t"))[0]
-        tiles = np.array([slot_tiles(slots, l2_tile, choices[i]) for i in members], np.int64)
+        tiles = np.array([slot_tiles(slots, per[i], choices[i]) for i in members], np.int64)
         maps = [j for j, s in enumerate(slots) if s.kind != "C"]
         pairs = [view.size_offset(slots[j].dim, tiles[:, j]) for j in maps]
         sizes = np.stack([p[0] for p in pairs], axis=1)
