@@ -30,7 +30,7 @@ from dataclasses import replace
 from compiler.context import Context
 from compiler.mdc.costmodel import evaluate_layer
 from compiler.mdc.lowering import MdcView, OnchipChoice, SpatialLevel, build_layer, chiplet_hw, chiplet_op, mdc_mapping
-from compiler.mdc.onchip_space import l1_footprint, level_chunks, spreadable_dims, trip_tiles
+from compiler.mdc.onchip_space import l1_footprint, spreadable_dims, trip_tiles
 from compiler.mdc.scoring import score_choices
 from passes import offchip as offchip_pass
 from passes.onchip import keys
@@ -93,13 +93,15 @@ def run(ctx: Context) -> Context:
     objective, priced = ctx.options.objective, ctx.options.bandwidth == "priced"
     deadline = time.perf_counter() + ctx.options.time_limit_s
     l2, choice = dict(plan.l2_tile), result.choice
-    current = keys(score_choices(view, l2, order, [choice], hw), objective, priced)[0]
-    if current is None or not free:
+    if not free:
         return ctx
-    # Other innermost spreads that tie with the choice at its own steps (a tie at one step is
-    # often not one at another); the rest are worse already and stay out of the moves.
+    # Other innermost spreads that tie with the choice (first) at its own steps (a tie at one
+    # step is often not one at another); the rest are worse already and stay out of the moves.
     alike = _respread(view, l2, choice, ctx.target.spatial_roles)
     ties = keys(score_choices(view, l2, order, alike, hw), objective, priced)
+    current = ties[0]
+    if current is None:
+        return ctx
     bases = [c for c, k in zip(alike, ties) if k is not None and k[:2] == current[:2]]
     new_plan, scored = plan, len(alike)
     for _ in range(ROUNDS):
