@@ -31,8 +31,10 @@ structures changed no mapping.)
 Besides structures whose cluster sizes multiply to the PE count, the space has *top-level
 spreads* (:func:`compiler.mdc.onchip_space.top_spreads`): the outer spread dim on the top level itself,
 over any unit count MAESTRO forms from a cluster size (the PEs left over idle: S7 is a warning),
-in one to four large steps, so that each NoC fill is amortised over more compute; and one-level
-mappings straight across the PEs.  The whole-MDC-space brute force of
+in one to four large steps, so that each NoC fill is amortised over more compute (searched: the
+best by utilisation, those with the fewest top-level steps, and those with the most top units,
+:func:`compiler.mdc.onchip_space.finest`); and one-level mappings straight across the PEs.  The
+``top-steps`` pass then tunes the top-level steps (L2 tiles) of the choice.  The whole-MDC-space brute force of
 :mod:`compiler.mdc.fullspace` (tests/test_onchip_exact.py) measures what the pruning loses.
 
 No CP-SAT model here, unlike what the design first planned: the objective is MAESTRO's case
