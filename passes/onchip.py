@@ -134,6 +134,7 @@ class OnchipResult:
     runner_up: tuple[OnchipChoice, Metrics] | None
     status: str
     held_back: tuple[OnchipChoice, Metrics] | None = None   # the fastest, if over the bandwidth
+    tuned: str = ""              # what the top-steps pass changed, if anything
 
     @property
     def bandwidth_cost(self) -> float:
@@ -163,6 +164,8 @@ class OnchipResult:
                  f"{self.feasible:,} fit L1 and L2 with exact MACs, {self.within_bw:,} of them also the "
                  "NoC and off-chip bandwidth.",
                  self.pretty()]
+        if self.tuned:
+            lines.append(self.tuned)
         if self.held_back and self.within_bw:
             choice, m = self.held_back
             lines.append(f"Staying within the bandwidth costs {self.bandwidth_cost:.2f}x "

@@ -1,6 +1,6 @@
 """Pass ``top-steps``: tune MAESTRO's top-level steps (the L2 tiles) with the on-chip choice.
 
-Reads:    ``ctx.onchip`` (the chosen on-chip point), ``ctx.offchip`` (L2 tiles, DRAM order and
+Reads:    ``ctx.onchip`` (the kept on-chip point, after ``replan``), ``ctx.offchip`` (L2 tiles, DRAM order and
           the most DRAM traffic a tiling may cost), ``ctx.offchip_hints`` (dims whose L2 tiles MDC
           restricts), the target.
 Decides:  the top-level step of every dim the hints leave free: any tile value (the smallest of
@@ -33,7 +33,7 @@ from compiler.mdc.lowering import MdcView, OnchipChoice, SpatialLevel, build_lay
 from compiler.mdc.onchip_space import l1_footprint, spreadable_dims, trip_tiles
 from compiler.mdc.scoring import score_choices
 from passes import offchip as offchip_pass
-from passes.onchip import keys
+from passes.onchip import OnchipResult, keys
 
 ROUNDS = 4
 
@@ -80,7 +80,7 @@ def _respread(view: MdcView, l2: dict[str, int], choice: OnchipChoice, allowed) 
 
 def run(ctx: Context) -> Context:
     """Local search over the top-level steps around the on-chip choice (see the module doc)."""
-    if ctx.onchip is None or ctx.offchip is None:
+    if not isinstance(ctx.onchip, OnchipResult) or ctx.offchip is None:
         return ctx
     plan, result = ctx.offchip, ctx.onchip
     view = MdcView(chiplet_op(ctx.op, plan), ctx.mdc_form)
@@ -137,7 +137,6 @@ def run(ctx: Context) -> Context:
     note = (f"The top-level steps were tuned with the on-chip choice: {steps} (from "
             f"{', '.join(f'{d}={plan.l2_tile[d]}' for d in l2 if plan.l2_tile[d] != l2[d])}), "
             f"{result.metrics.runtime_cycles:,} -> {metrics.runtime_cycles:,} cycles.")
-    result = replace(result, choice=choice, metrics=metrics,
-                     replanned=" ".join(x for x in (result.replanned, note) if x))
+    result = replace(result, choice=choice, metrics=metrics, tuned=note)
     mapping = mdc_mapping(view, offchip_pass.offchip_mapping(new_plan), choice)
     return replace(ctx, offchip=new_plan, onchip=result, mapping=mapping)
