@@ -7,7 +7,8 @@ Decides:  the top-level step of every dim the hints leave free: any tile value (
           each trip count over the dim, so also non-divisors such as 9 of 512), together with which
           dim the innermost cluster level spreads, by local search under MAESTRO's cost model.
 Leaves:   ``ctx.offchip`` with the new tiles (same DRAM order; traffic and footprints recomputed),
-          ``ctx.onchip`` with the new choice and metrics, ``ctx.mapping``.
+          ``ctx.onchip`` with the new choice and metrics, ``ctx.mapping``, and the same as the kept
+          plan of ``ctx.replan``.
 
 Why after the on-chip search: the off-chip pass ranks tilings by DRAM traffic and a per-step
 estimate that cannot see the clusters below the top level, while MAESTRO's runtime pays, on every
@@ -139,4 +140,8 @@ def run(ctx: Context) -> Context:
             f"{result.metrics.runtime_cycles:,} -> {metrics.runtime_cycles:,} cycles.")
     result = replace(result, choice=choice, metrics=metrics, tuned=note)
     mapping = mdc_mapping(view, offchip_pass.offchip_mapping(new_plan), choice)
-    return replace(ctx, offchip=new_plan, onchip=result, mapping=mapping)
+    record = ctx.replan
+    if record is not None:   # the kept plan is now the retiled one (the report lists what is emitted)
+        record = replace(record, candidates=tuple(replace(c, plan=new_plan, result=result) if c.kept else c
+                                                  for c in record.candidates))
+    return replace(ctx, offchip=new_plan, onchip=result, mapping=mapping, replan=record)
