@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Callable
 
 from passes import (conformance, decompose, frontend, gemm_lowering, gemm_schedule, mdc_emit, mdc_limits,
-                    offchip, onchip, replan)
+                    offchip, onchip, replan, top_steps)
 
 from . import explain as teaching
 from .context import Context, Options, PassRecord, Stage
@@ -53,6 +53,7 @@ PIPELINE: tuple[Pass, ...] = (
     # plan; then other off-chip plans when that one holds the mapping back; then the .m files
     Pass("onchip", onchip.run, Stage.OFFCHIP, backend="mdc", leaves="onchip"),
     Pass("replan", replan.run, Stage.OFFCHIP, backend="mdc", leaves="replan"),
+    Pass("top-steps", top_steps.run, Stage.ONCHIP, backend="mdc"),   # retiles offchip, updates onchip
     Pass("mdc-emit", mdc_emit.run, Stage.ONCHIP, backend="mdc", leaves="lowered"),
     # GEMM backend: array tiling, timing model and <op>.schedule.yaml
     Pass("gemm-schedule", gemm_schedule.run, Stage.CONFORMING, backend="gemm", leaves="lowered"),

@@ -37,7 +37,7 @@ from compiler.mdc.lowering import MdcView, chiplet_hw
 from compiler.mdc.parts import (Decomposition, PlanCost, combine, lower_bound, plan_cost, plan_rereads,
                                 touched_elements)
 from compiler.mdc.onchip_space import l1_footprint
-from passes import conformance, mdc_emit, mdc_limits, offchip, onchip, replan
+from passes import conformance, mdc_emit, mdc_limits, offchip, onchip, replan, top_steps
 from passes.conformance import conform
 from passes.mdc_emit import MdcOutput, bounds
 from passes.onchip import objective_key
@@ -45,7 +45,7 @@ from passes.onchip import objective_key
 MAX_BLOCKS = 32          # blocks of a blocked-phases plan (each block is one part per phase)
 
 # The per-op MDC passes, run on each distinct part (the same ones the pipeline runs on a whole op).
-PART_PASSES = (conformance.run, mdc_limits.run, offchip.run, onchip.run, replan.run, mdc_emit.run)
+PART_PASSES = (conformance.run, mdc_limits.run, offchip.run, onchip.run, replan.run, top_steps.run, mdc_emit.run)
 
 
 def fits(op: Op, target) -> bool:

@@ -58,6 +58,7 @@ class OffchipSchedule:
     space_size: int                         # tile vectors x orders x splits the search covers
     evaluated: int                          # points numpy actually ranked
     l2_budget: float = 1.0                  # fraction of L2 the tiles were allowed (a backend may lower it)
+    objective_limit: int = 0                # the most DRAM (+ link) cost a tiling may have: optimum x (1 + slack)
 
     @property
     def dram_traffic_elements(self) -> int:
@@ -182,9 +183,7 @@ def run(ctx: Context) -> Context:
     hints = ctx.offchip_hints or OffchipHints()
     caps = dict(hints.tile_caps)
     _check_capacity(model, capacity, target.source, caps)
-    weight = Fraction(1)
-    if target.chiplets:
-        weight = (Fraction(str(target.offchip_bw)) / Fraction(str(target.chiplets.link_bw_elems_per_cycle)))
+    weight = _link_weight(target)
     link_weight = (weight.numerator, weight.denominator)
     tie = _tie_dims(model)
     candidates = om.splits(model, extents, target.num_chiplets)
@@ -223,10 +222,11 @@ def run(ctx: Context) -> Context:
     best, best_split, status, evaluated = solve(None, None)
     if best is None:  # unit tiles fit (checked above), so this is a model bug, not user input
         raise RuntimeError("offchip search found no feasible point although unit tiles fit")
-    optimal = best.key[0]
+    optimal = limit = best.key[0]
     if hints.macs_per_cycle:
         step = om.StepModel(hints.macs_per_cycle, hints.dram_bw, hints.noc_bw,
                             limit=int(optimal * (1 + hints.slack)), spread_dims=hints.spread_dims)
+        limit = step.limit
         best, best_split, status2, evaluated2 = solve(step, step.limit)
         status = "FEASIBLE" if "FEASIBLE" in (status, status2) else status
         evaluated += evaluated2
@@ -251,9 +251,35 @@ def run(ctx: Context) -> Context:
         compulsory={t.name: om.distinct_elements(t, extents) for t in model.tensors},
         element_bytes={t.name: t.element_bytes for t in model.tensors}, link_traffic_elements=link,
         l2_capacity_bytes=capacity, solver_status=status, seconds=time.perf_counter() - start,
-        space_size=space, evaluated=evaluated)
+        space_size=space, evaluated=evaluated, objective_limit=limit)
     ctx = ctx.note_search("offchip", space, status)
     return replace(ctx, offchip=schedule, mapping=offchip_mapping(schedule), stage=Stage.OFFCHIP)
+
+
+def _link_weight(target) -> Fraction:
+    """Link bytes in DRAM bytes that take as long (the objective's weight; 1 on one chiplet)."""
+    if target.chiplets:
+        return Fraction(str(target.offchip_bw)) / Fraction(str(target.chiplets.link_bw_elems_per_cycle))
+    return Fraction(1)
+
+
+def retile(ctx: Context, plan: OffchipSchedule, tiles: dict[str, int]) -> OffchipSchedule | None:
+    """``plan`` with other L2 tiles, in the same DRAM order and chiplet split: its traffic and
+    footprints recomputed; None when the tiles overflow L2 or cost more DRAM (+ link) traffic than
+    the off-chip search allowed (``objective_limit``)."""
+    model = om.model_of(ctx.op)
+    footprint = {t.name: om.footprint(t, tiles) for t in model.tensors}
+    if 2 * sum(f * plan.element_bytes[t] for t, f in footprint.items()) > plan.l2_capacity_bytes:
+        return None
+    split = om.Split(plan.chiplet_split)
+    traffic, link = om.dram_traffic(model, plan.extents, tiles, plan.order, split)
+    weight = _link_weight(ctx.target)
+    cost = weight.denominator * sum(t.element_bytes * traffic[t.name] for t in model.tensors) \
+        + weight.numerator * model.output.element_bytes * link
+    if cost > plan.objective_limit:
+        return None
+    return replace(plan, l2_tile=dict(tiles), trips={d: om.trips(plan.part_extents[d], tiles[d]) for d in tiles},
+                   footprint=footprint, traffic=traffic, link_traffic_elements=link)
 
 
 def offchip_levels(plan: OffchipSchedule) -> list[tuple[str, int, list[tuple[str, int, bool, str]]]]:

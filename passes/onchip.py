@@ -31,8 +31,10 @@ structures changed no mapping.)
 Besides structures whose cluster sizes multiply to the PE count, the space has *top-level
 spreads* (:func:`compiler.mdc.onchip_space.top_spreads`): the outer spread dim on the top level itself,
 over any unit count MAESTRO forms from a cluster size (the PEs left over idle: S7 is a warning),
-in one to four large steps, so that each NoC fill is amortised over more compute; and one-level
-mappings straight across the PEs.  The whole-MDC-space brute force of
+in one to four large steps, so that each NoC fill is amortised over more compute (searched: the
+best by utilisation, those with the fewest top-level steps, and those with the most top units,
+:func:`compiler.mdc.onchip_space.finest`); and one-level mappings straight across the PEs.  The
+``top-steps`` pass then tunes the top-level steps (L2 tiles) of the choice.  The whole-MDC-space brute force of
 :mod:`compiler.mdc.fullspace` (tests/test_onchip_exact.py) measures what the pruning loses.
 
 Search: bound-and-prune (``SearchOptions.solver = "prune"``, the default).  With the latency
@@ -59,7 +61,7 @@ from compiler.errors import InfeasibleError
 from compiler.mdc.lowering import MdcView, OnchipChoice, build_layer, chiplet_hw, chiplet_op, mdc_mapping
 from compiler.mdc.onchip_bound import RuntimeBound
 from compiler.mdc.scoring import best_within, score_choices
-from compiler.mdc.onchip_space import (inner_choices, l1_footprint, neighbours, outer_steps, spatial_structures,
+from compiler.mdc.onchip_space import (finest, inner_choices, l1_footprint, neighbours, outer_steps, spatial_structures,
                                        spreadable_dims, top_spreads)
 from passes import offchip as offchip_pass
 
@@ -140,6 +142,7 @@ class OnchipResult:
     runner_up: tuple[OnchipChoice, Metrics] | None
     status: str
     held_back: tuple[OnchipChoice, Metrics] | None = None   # the fastest, if over the bandwidth
+    tuned: str = ""              # what the top-steps pass changed, if anything
 
     @property
     def bandwidth_cost(self) -> float:
@@ -169,6 +172,8 @@ class OnchipResult:
                  f"{self.feasible:,} fit L1 and L2 with exact MACs, {self.within_bw:,} of them also the "
                  "NoC and off-chip bandwidth.",
                  self.pretty()]
+        if self.tuned:
+            lines.append(self.tuned)
         if self.held_back and self.within_bw:
             choice, m = self.held_back
             lines.append(f"Staying within the bandwidth costs {self.bandwidth_cost:.2f}x "
@@ -251,7 +256,7 @@ def search(ctx: Context, offchip, keep: float = OPTIONS.keep_utilization,
                    key=lambda s: (-s.utilization, len(s.levels), spelled(s)))
     few = sorted(multi, key=lambda s: outer_steps(s, {s.levels[0].dim: view.op.extent(s.levels[0].dim)}))
     top = [s for s in tops if len(s.levels) == 1] + list(dict.fromkeys(
-        multi[:OPTIONS.top_structures] + few[:OPTIONS.top_structures]))
+        multi[:OPTIONS.top_structures] + few[:OPTIONS.top_structures] + finest(multi)[:OPTIONS.top_structures]))
     overlap = []
     fill = l1_footprint(view, l2_tile) / 2 / hw.noc_bw        # cycles to bring the L2 tile in once
     if (math.prod(offchip.trips.values()) == 1 and fill > OPTIONS.exposed_fill * view.layer_macs / hw.num_pes

@@ -191,3 +191,30 @@ def test_random_conv1d_matches_brute_force(k, c, p, r, stride, dilation, cap_fra
     cap = unit + int(cap_frac * (whole - unit))
     sched = _run(op, replace(load_target("edge"), l2_bytes=cap)).offchip
     assert _objective(sched) == _brute(model, extents, cap)
+
+
+def test_retile_recomputes_traffic_and_keeps_the_limits():
+    """``retile`` (the top-steps pass's other L2 tiles) gives the plan's own tiles back unchanged,
+    recomputes traffic and footprints for others in the same order, and refuses tiles that
+    overflow L2 or cost more than the search allowed (no slack here: only the optimum's cost)."""
+    name, statement, dims, dtypes = OPS[0]
+    target = replace(load_target("edge"), l2_bytes=200)
+    ctx = _run(_op(name, statement, dims, dtypes), target)
+    plan = ctx.offchip
+    assert plan.objective_limit == _objective(plan)
+    assert offchip.retile(ctx, plan, dict(plan.l2_tile)) == plan
+    model = om.model_of(ctx.op)
+    taken = set()
+    for d in plan.l2_tile:
+        for v in range(1, dims[d] + 1):
+            tiles = {**plan.l2_tile, d: v}
+            got = offchip.retile(ctx, plan, tiles)
+            traffic, _ = om.dram_traffic(model, dims, tiles, plan.order)
+            fits = 2 * sum(t.element_bytes * om.footprint(t, tiles) for t in model.tensors) <= 200
+            cost = sum(plan.element_bytes[n] * x for n, x in traffic.items())
+            assert (got is not None) == (fits and cost <= plan.objective_limit), (d, v)
+            taken.add(got is not None and got != plan)
+            if got is not None:
+                assert got.traffic == traffic and got.l2_tile == tiles and got.order == plan.order
+                assert got.trips[d] == -(-dims[d] // v)
+    assert taken == {True, False}        # some other tiles pass, some do not

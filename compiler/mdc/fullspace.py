@@ -14,7 +14,8 @@ tiling), this enumerates MDC dataflows directly, whatever mapc would write:
 
 Layers with a strided window are not enumerated (MAESTRO miscounts their larger tiles; mapc puts
 their rows one per top-level unit).  Each candidate is scored with the vectorised cost model, a
-template (directive kinds and order) at a time, and ranked as the on-chip pass ranks: exact MACs,
+template (directive kinds and order) at a time, for several HW configs at once (their numbers are
+columns like the tile sizes: :func:`full_space_bests`), and ranked as the on-chip pass ranks: exact MACs,
 a runtime that gives each of them a PE-cycle (S8), within L1 and L2 fit; within the NoC and
 off-chip bandwidth before over; then the objective.
 """
@@ -58,19 +59,31 @@ def _cluster_sizes(pes: int, count: int) -> list[tuple[int, ...]]:
     return [(c,) + rest for c in range(2, pes + 1) for rest in _cluster_sizes(pes // c, count - 1)]
 
 
-def full_space_best(view: MdcView, hw: HwConfig, allowed_roles: tuple[str, ...] | None,
-                    max_levels: int = 3, batch: int = 65536) -> FullBest:
-    """Score every point of the space described in the module docstring; return the best."""
+def _stacked(hws: list[HwConfig], who: np.ndarray) -> HwConfig:
+    """One HW config whose numbers are per-candidate columns, candidate ``i`` on ``hws[who[i]]``
+    (the cost model is elementwise in them, so several targets share one call per template)."""
+    if len({h.energy for h in hws}) > 1:
+        raise ValueError("full_space_bests: the HW configs must share their energy per access")
+    col = lambda f: np.array([getattr(h, f) for h in hws], np.int64)[who]  # noqa: E731
+    return HwConfig(num_pes=col("num_pes"), l1_size=col("l1_size"), l2_size=col("l2_size"),
+                    noc_bw=col("noc_bw"), offchip_bw=col("offchip_bw"), noc_hops=col("noc_hops"),
+                    macs_per_pe=col("macs_per_pe"), energy=hws[0].energy)
+
+
+def full_space_bests(view: MdcView, hws: list[HwConfig], allowed_roles: tuple[str, ...] | None,
+                     max_levels: int = 3, batch: int = 65536) -> list[FullBest]:
+    """Score every point of the space described in the module docstring on each HW config (one
+    cost-model call per template for all of them); return the best per config."""
     if view.strided_windows():
         raise ValueError("full_space_best: strided windows are not enumerated")
     dims = view.dims
     whole = {d: view.op.extent(d) for d in dims}
     taps = {d for d in dims if view.mdc_dim(d) in ("R", "S")}
     spread = [d for d in spreadable_dims(view, allowed_roles) if whole[d] > 1]
-    best: tuple | None = None
-    points = fitting = 0
+    best: list[tuple | None] = [None] * len(hws)
+    points, fitting = [0] * len(hws), [0] * len(hws)
     for depth in range(1, max_levels + 1):
-        sizes_cl = _cluster_sizes(hw.num_pes, depth - 1)
+        sizes_cl = [_cluster_sizes(h.num_pes, depth - 1) for h in hws]
         per_dim = [[(whole[d],) * depth] if d in taps else _chains(whole[d], depth) for d in dims]
         groups: dict[tuple, list[tuple[int, ...]]] = {}
         for chain in itertools.product(*per_dim):
@@ -86,10 +99,13 @@ def full_space_best(view: MdcView, hw: HwConfig, allowed_roles: tuple[str, ...] 
                 flat = tuple(t for lvl in tiles for t in lvl.values())
                 for orders in itertools.product(*level_orders):
                     groups.setdefault((sp, orders), []).append(flat)
+        # every config's cluster sizes go in the same batch: they are columns, not template
+        which = np.repeat(np.arange(len(hws)), [len(c) for c in sizes_cl])
+        all_cl = np.array([c for cs in sizes_cl for c in cs], np.int64).reshape(len(which), depth - 1)
         for (sp, orders), rows in groups.items():
-            # every cluster size goes in the same batch: they are columns, not template
-            tiles = np.repeat(np.array(rows, np.int64), len(sizes_cl), axis=0)
-            clusters = np.tile(np.array(sizes_cl, np.int64).reshape(len(sizes_cl), depth - 1), (len(rows), 1))
+            tiles = np.repeat(np.array(rows, np.int64), len(which), axis=0)
+            clusters = np.tile(all_cl, (len(rows), 1))
+            owner = np.tile(which, len(rows))
             col = {(lv, d): lv * len(dims) + i for lv in range(depth) for i, d in enumerate(dims)}
             directives, sizes, offs = [], [], []
             for lv in range(depth):
@@ -105,26 +121,37 @@ def full_space_best(view: MdcView, hw: HwConfig, allowed_roles: tuple[str, ...] 
             sizes_a, offs_a = np.stack(sizes, axis=1), np.stack(offs, axis=1)
             for start in range(0, len(tiles), batch):
                 part = slice(start, start + batch)
+                who = owner[part]
+                hw = _stacked(hws, who)
                 m = evaluate_batch(template, sizes_a[part], offs_a[part], clusters[part], hw)
                 ok = (m.valid & (m.macs == view.layer_macs) & (m.l1_elements <= hw.l1_size)
                       & (m.l2_elements <= hw.l2_size)
                       & runtime_counts_every_mac(m.compute_delay_cycles, m.macs, hw.num_pes))
-                points += len(m.valid)
-                fitting += int(ok.sum())
-                if not ok.any():
-                    continue
                 over = np.maximum(1.0, np.maximum(m.noc_bw_required / hw.noc_bw,
                                                   m.offchip_bw_required / hw.offchip_bw))
-                idx = np.flatnonzero(ok)
-                j = idx[np.lexsort((m.energy_mac_units[idx], m.runtime_cycles[idx], over[idx]))[0]]
-                key = (float(over[j]), int(m.runtime_cycles[j]), float(m.energy_mac_units[j]))
-                if best is None or key < best[0]:
-                    row = start + j
-                    best = (key, _spell(view, sp, orders, tiles[row], col, clusters[row], depth))
-    if best is None:
+                for h in range(len(hws)):
+                    mine = who == h
+                    points[h] += int(mine.sum())
+                    idx = np.flatnonzero(ok & mine)
+                    fitting[h] += len(idx)
+                    if not len(idx):
+                        continue
+                    j = idx[np.lexsort((m.energy_mac_units[idx], m.runtime_cycles[idx], over[idx]))[0]]
+                    key = (float(over[j]), int(m.runtime_cycles[j]), float(m.energy_mac_units[j]))
+                    if best[h] is None or key < best[h][0]:
+                        row = start + j
+                        best[h] = (key, _spell(view, sp, orders, tiles[row], col, clusters[row], depth))
+    if any(b is None for b in best):
         raise ValueError("full_space_best: no point fits")
-    layer = make_layer(view.op.name, view.form.layer_type, view.declared(), best[1], view.stride_block())
-    return FullBest(best[0], layer, points, fitting)
+    return [FullBest(b[0], make_layer(view.op.name, view.form.layer_type, view.declared(), b[1],
+                                      view.stride_block()), n, f)
+            for b, n, f in zip(best, points, fitting)]
+
+
+def full_space_best(view: MdcView, hw: HwConfig, allowed_roles: tuple[str, ...] | None,
+                    max_levels: int = 3, batch: int = 65536) -> FullBest:
+    """:func:`full_space_bests` on one HW config."""
+    return full_space_bests(view, [hw], allowed_roles, max_levels, batch)[0]
 
 
 def _spell(view: MdcView, sp, orders, row, col, cl, depth) -> tuple:

@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import itertools
 import math
-from functools import lru_cache
 from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
 
 from .lowering import MdcView, OnchipChoice, SpatialLevel
 
@@ -136,6 +138,20 @@ def top_spreads(view: MdcView, l2_tile: dict[str, int], num_pes: int,
     return out
 
 
+def finest(structures: list[Structure]) -> list[Structure]:
+    """Top-level spreads with the most top units first (at equal spatial utilisation): MAESTRO
+    pays a sub-cluster's first NoC fill on every top-level step, unoverlapped, and the smaller
+    the clusters below the top, the smaller that fill."""
+    ranked = sorted(structures, key=lambda s: (-s.utilization, -s.levels[0].units, len(s.levels),
+                                               [(l.dim, l.units, l.tile) for l in s.levels]))
+    # one of each top dim first: the best cluster shape differs by dim (a reduction over 128
+    # top units may not count its MACs exactly, an output dim there does)
+    seen: dict[str, int] = {}
+    nth = [seen.__setitem__(s.levels[0].dim, seen.get(s.levels[0].dim, -1) + 1) or seen[s.levels[0].dim]
+           for s in ranked]
+    return [s for _, _, s in sorted(zip(nth, range(len(ranked)), ranked), key=lambda x: x[:2])]
+
+
 def _spreads(dims: list[str], l2_tile: dict[str, int], units: int, max_depth: int, overlap: bool = False):
     """(levels, utilisation) for every spread of ``units`` over 1 to ``max_depth`` of ``dims``;
     with ``overlap``, every depth and the outer level folded too."""
@@ -230,16 +246,17 @@ def level_chunks(l2_tile: dict[str, int], levels: tuple[SpatialLevel, ...]) -> d
 def _fitting_tiles(view: MdcView, chunk: dict[str, int], inner: str, l1_elements: int,
                    options) -> tuple[list[dict[str, int]], int]:
     """(per-PE tiles that fit L1, tilings tried): each dim but the filter taps and the innermost
-    spread dim (whole chunks) takes a value from ``options(chunk)``."""
+    spread dim (whole chunks) takes a value from ``options(chunk)``; in ``itertools.product``
+    order, the footprints of all tilings computed at once."""
     free = [d for d in view.dims if d != inner and view.mdc_dim(d) not in ("R", "S")]
     fixed = {d: chunk[d] for d in view.dims if d not in free}
-    tried, fits = 0, []
-    for values in itertools.product(*(options(chunk[d]) for d in free)):
-        tried += 1
-        tile = {**fixed, **dict(zip(free, values))}
-        if l1_footprint(view, tile) <= l1_elements:
-            fits.append(tile)
-    return fits, tried
+    grid = [g.ravel() for g in np.meshgrid(*(np.asarray(options(chunk[d]), np.int64) for d in free),
+                                           indexing="ij")]
+    tried = grid[0].size if free else 1
+    fits = np.flatnonzero(np.asarray(l1_footprint(view, {**fixed, **dict(zip(free, grid))})) <= l1_elements)
+    cols = [g[fits].tolist() for g in grid]
+    return [{**fixed, **dict(zip(free, values))} for values in zip(*cols)] if free else \
+        ([dict(fixed)] if fits.size else []), tried
 
 
 def inner_choices(view: MdcView, l2_tile: dict[str, int], structure: Structure, l1_elements: int,

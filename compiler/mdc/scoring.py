@@ -51,6 +51,7 @@ class Scores:
 def score_choices(view: MdcView, l2_tile: dict[str, int], dram_order: tuple[str, ...],
                   choices: list[OnchipChoice], hw: HwConfig, *, deadline: float | None = None,
                   batch: int = 8192, bounds: list[int] | None = None,
+                  l2_tiles: list[dict[str, int]] | None = None,
                   cutoff: Callable[[Scores], float | None] | None = None) -> Scores:
     """Score every choice (see :class:`Scores` for what ``fits`` and ``bw_over`` mean).
 
@@ -58,7 +59,9 @@ def score_choices(view: MdcView, l2_tile: dict[str, int], dram_order: tuple[str,
     of a PE the choice keeps busy (:func:`compiler.mdc.onchip_bound.busy_pes`; rule S8 asks it of
     all PEs), so that :mod:`compiler.mdc.onchip_bound`'s bound holds for every fitting choice.
     With ``bounds`` and ``cutoff`` (see the module docstring) candidates are pruned; ``cutoff`` is
-    called with the scores so far before each template."""
+    called with the scores so far before each template.  ``l2_tiles``: a top-level step (L2 tile)
+    per choice instead of ``l2_tile`` for all (sizes of the same template, so they batch alike)."""
+    per = l2_tiles if l2_tiles is not None else [l2_tile] * len(choices)
     n = len(choices)
     runtime = np.full(n, np.iinfo(np.int64).max, np.int64)
     energy = np.full(n, np.inf)
@@ -83,13 +86,13 @@ def score_choices(view: MdcView, l2_tile: dict[str, int], dram_order: tuple[str,
         c0 = choices[members[0]]
         slots = layer_slots(view, dram_order, tuple(s.dim for s in c0.spatial), c0.inner_order, c0.merged)
         template = template_from_layer(build_layer(view, l2_tile, dram_order, c0, "t"))[0]
-        tiles = np.array([slot_tiles(slots, l2_tile, choices[i]) for i in members], np.int64)
+        tiles = np.array([slot_tiles(slots, per[i], choices[i]) for i in members], np.int64)
         maps = [j for j, s in enumerate(slots) if s.kind != "C"]
         pairs = [view.size_offset(slots[j].dim, tiles[:, j]) for j in maps]
         sizes = np.stack([p[0] for p in pairs], axis=1)
         offsets = np.stack([p[1] for p in pairs], axis=1)
         clusters = tiles[:, [j for j, s in enumerate(slots) if s.kind == "C"]]
-        busy = np.array([busy_pes(view, l2_tile, choices[i], hw.num_pes) for i in members], np.int64)
+        busy = np.array([busy_pes(view, per[i], choices[i], hw.num_pes) for i in members], np.int64)
         for start in range(0, len(members), batch):
             if deadline is not None and time.perf_counter() > deadline:
                 return Scores(scored, runtime, energy, fits, bw_over, pruned)
