@@ -134,7 +134,7 @@ class OnchipResult:
     structures_kept: int         # after the utilisation / restriction pruning
     overlapping: int             # structures added whose outer level folds (see the module doc)
     tilings: int                 # per-PE tilings tried for the kept structures
-    candidates: int              # tilings that fit L1, times loop orders: scored with the cost model
+    candidates: int              # tilings that fit L1, times loop orders: scored, or skipped by the bound
     seeds: int                   # array structures the refinement started from
     refined: int                 # neighbours scored by the local refinement
     feasible: int                # scored candidates within L1/L2 with exact MACs
@@ -166,7 +166,8 @@ class OnchipResult:
                     "is one L2 tile, so without them its first NoC fill would overlap no compute)."
                     if self.overlapping else "."),
                  f"Their per-PE tilings: {self.tilings:,}; those that fit L1, times loop orders, gave "
-                 f"{self.candidates:,} candidates, all scored with the cost model, and refining the best "
+                 f"{self.candidates:,} candidates, each scored with the cost model unless its lower bound on the "
+                 "runtime could not beat the best found (compiler/mdc/onchip_bound.py), and refining the best "
                  f"of {self.seeds} structures tile by tile and order by order scored {self.refined:,} more "
                  f"({self.status}); "
                  f"{self.feasible:,} fit L1 and L2 with exact MACs, {self.within_bw:,} of them also the "
