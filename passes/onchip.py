@@ -76,11 +76,10 @@ class SearchOptions:
     one L2 tile whose first NoC fill takes more than ``exposed_fill`` of the compute, ``overlap_structures`` whose outer
     level folds.  Refinement starts from the best point of ``seeds`` structures and takes at most
     ``rounds`` improving steps from each, plus ``bw_rounds`` while still over the bandwidth.
-    The off-chip plan is solved again at the ``l2_budgets`` (fractions of L2) when nothing fits
-    MAESTRO's L2 accounting, or when staying within the bandwidth costs more than
-    ``replan_above`` times the runtime; then (or when nothing is within the bandwidth) the
-    structures within ``wide_keep`` of the best utilisation (up to ``wide_structures``) are
-    searched too.  ``solver``: ``prune``, ``enumerate`` or ``cpsat`` (the module docstring;
+    When staying within the bandwidth costs more than ``replan_above`` times the runtime (or
+    nothing is within it), the structures within ``wide_keep`` of the best utilisation (up to
+    ``wide_structures``) are searched too, and the ``replan`` pass solves the off-chip plan again
+    (its own record, :class:`passes.replan.ReplanOptions`, says at which L2 budgets).  ``solver``: ``prune``, ``enumerate`` or ``cpsat`` (the module docstring;
     ``cpsat_time_s`` limits each CP-SAT solve)."""
 
     keep_utilization: float = 0.95
@@ -89,7 +88,6 @@ class SearchOptions:
     top_keep: float = 0.85
     overlap_structures: int = 2
     exposed_fill: float = 0.25
-    l2_budgets: tuple[float, ...] = (1.0, 0.8, 0.6, 0.4, 0.25, 0.1, 0.03, 0.01)
     wide_keep: float = 0.0
     wide_structures: int = 48
     seeds: int = 2

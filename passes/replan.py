@@ -24,8 +24,9 @@ Leaves:   ``ctx.replan`` (a :class:`Replan`: every off-chip plan searched, in th
           and why); the kept plan's ``ctx.offchip`` and ``ctx.onchip`` and the whole typed
           ``ctx.mapping``.  Raises :class:`InfeasibleError` when no plan fits.
 
-The tuning (``l2_budgets``, ``replan_above``) is the on-chip search's record,
-:class:`passes.onchip.SearchOptions`: it says when the search's answer is good enough.
+The L2 budgets are this pass's record, :class:`ReplanOptions`; when the on-chip answer is good
+enough (``replan_above``) is the on-chip search's, :class:`passes.onchip.SearchOptions`, since the
+search asks the same question before widening its own space.
 """
 from __future__ import annotations
 
@@ -38,6 +39,17 @@ from compiler.mdc.onchip_space import l1_footprint
 from passes import offchip as offchip_pass
 from passes.offchip import OffchipSchedule
 from passes.onchip import OPTIONS, NothingFits, OnchipResult, best_for, objective_key
+
+
+@dataclass(frozen=True)
+class ReplanOptions:
+    """The re-planning's tuning: the ``l2_budgets`` (fractions of L2, largest first) the off-chip
+    subspace is solved at again.  The defaults are :data:`REPLAN`."""
+
+    l2_budgets: tuple[float, ...] = (1.0, 0.8, 0.6, 0.4, 0.25, 0.1, 0.03, 0.01)
+
+
+REPLAN = ReplanOptions()
 
 
 @dataclass(frozen=True)
@@ -133,10 +145,10 @@ def run(ctx: Context) -> Context:
         return memo[key]
 
     def largest_budget(hints) -> tuple[int, tuple | None]:
-        for i, budget in enumerate(OPTIONS.l2_budgets):
+        for i, budget in enumerate(REPLAN.l2_budgets):
             if (found := attempt(hints, budget)) is not None:
                 return i, found
-        return len(OPTIONS.l2_budgets), None
+        return len(REPLAN.l2_budgets), None
 
     def best(tried):
         return min(tried, key=lambda t: objective_key(t[2][0].metrics.runtime_cycles,
@@ -157,14 +169,14 @@ def run(ctx: Context) -> Context:
             walks = [best(fitting)[:2]] + [(variants[0], reached)]
             for hints, i in [w for k, w in enumerate(walks) if all(w[0] is not v[0] for v in walks[:k])]:
                 misses = 0
-                for j in range(i + 1, len(OPTIONS.l2_budgets)):
-                    if (f := attempt(hints, OPTIONS.l2_budgets[j])) is not None and f[0].within_bw:
+                for j in range(i + 1, len(REPLAN.l2_budgets)):
+                    if (f := attempt(hints, REPLAN.l2_budgets[j])) is not None and f[0].within_bw:
                         fitting.append((hints, j, f))
                         misses = 0 if best(fitting)[2] is f else misses + 1
                         if misses == 2:
                             break   # smaller tiles stopped paying: each step refetches more
-        for j in range(reached + 1, len(OPTIONS.l2_budgets)) if not fitting else ():
-            fitting = [(h, j, f) for h in variants if (f := attempt(h, OPTIONS.l2_budgets[j])) is not None
+        for j in range(reached + 1, len(REPLAN.l2_budgets)) if not fitting else ():
+            fitting = [(h, j, f) for h in variants if (f := attempt(h, REPLAN.l2_budgets[j])) is not None
                        and f[0].within_bw]
             if fitting:
                 break
@@ -249,7 +261,7 @@ def _infeasible(ctx: Context) -> None:
     l1 = chiplet_hw(ctx.target, ctx.op.output.element_bytes).l1_size
     why = (f"the smallest per-PE tile (whole filter taps, as MDC requires) needs {least} L1 elements "
            f"double-buffered as MAESTRO counts them, and a PE has {l1}" if least > l1 else
-           f"even with the L2 tiles shrunk to {OPTIONS.l2_budgets[-1]:.0%} of L2")
+           f"even with the L2 tiles shrunk to {REPLAN.l2_budgets[-1]:.0%} of L2")
     raise InfeasibleError(f"no on-chip mapping of {ctx.op.name} fits {ctx.target.name}'s L1 and L2 with "
                           f"exact MACs: {why}", file=ctx.target.source or None, place="l1_bytes_per_pe"
                           if least > l1 else "l2_bytes")
