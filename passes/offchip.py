@@ -235,8 +235,7 @@ def run(ctx: Context) -> Context:
     part = split.part_extents(extents)
     order = om.order_from(model, best.tiles, part, best.prefix)
     traffic, link = om.dram_traffic(model, extents, best.tiles, order, split)
-    recomputed = weight.denominator * sum(t.element_bytes * traffic[t.name] for t in model.tensors) \
-        + weight.numerator * model.output.element_bytes * link
+    recomputed = _weighted_cost(model, traffic, link, weight)
     # The search and the plain model agree on the chosen point, except that a search stopped
     # before its last order class may hold a class that over-estimates (offchip_model, point 2);
     # the traffic reported is then the plain model's, which is lower.
@@ -256,6 +255,13 @@ def run(ctx: Context) -> Context:
     return replace(ctx, offchip=schedule, mapping=offchip_mapping(schedule), stage=Stage.OFFCHIP)
 
 
+def _weighted_cost(model, traffic: dict[str, int], link: int, weight: Fraction) -> int:
+    """The off-chip objective in integers: DRAM bytes plus link bytes at ``weight``, both scaled
+    by its denominator."""
+    return (weight.denominator * sum(t.element_bytes * traffic[t.name] for t in model.tensors)
+            + weight.numerator * model.output.element_bytes * link)
+
+
 def _link_weight(target) -> Fraction:
     """Link bytes in DRAM bytes that take as long (the objective's weight; 1 on one chiplet)."""
     if target.chiplets:
@@ -273,10 +279,7 @@ def retile(ctx: Context, plan: OffchipSchedule, tiles: dict[str, int]) -> Offchi
         return None
     split = om.Split(plan.chiplet_split)
     traffic, link = om.dram_traffic(model, plan.extents, tiles, plan.order, split)
-    weight = _link_weight(ctx.target)
-    cost = weight.denominator * sum(t.element_bytes * traffic[t.name] for t in model.tensors) \
-        + weight.numerator * model.output.element_bytes * link
-    if cost > plan.objective_limit:
+    if _weighted_cost(model, traffic, link, _link_weight(ctx.target)) > plan.objective_limit:
         return None
     return replace(plan, l2_tile=dict(tiles), trips={d: om.trips(plan.part_extents[d], tiles[d]) for d in tiles},
                    footprint=footprint, traffic=traffic, link_traffic_elements=link)

@@ -79,8 +79,9 @@ class SearchOptions:
     When staying within the bandwidth costs more than ``replan_above`` times the runtime (or
     nothing is within it), the structures within ``wide_keep`` of the best utilisation (up to
     ``wide_structures``) are searched too, and the ``replan`` pass solves the off-chip plan again
-    (its own record, :class:`passes.replan.ReplanOptions`, says at which L2 budgets).  ``solver``: ``prune``, ``enumerate`` or ``cpsat`` (the module docstring;
-    ``cpsat_time_s`` limits each CP-SAT solve)."""
+    (its own record, :class:`passes.replan.ReplanOptions`, says at which L2 budgets).
+    ``solver``: ``prune``, ``enumerate`` or ``cpsat`` (the module docstring; ``cpsat_time_s``
+    limits each CP-SAT solve)."""
 
     keep_utilization: float = 0.95
     max_structures: int = 6
