@@ -278,7 +278,7 @@ def search(ctx: Context, offchip, keep: float = OPTIONS.keep_utilization,
     # bound-and-prune (compiler.mdc.onchip_bound): only the latency objective has a bound
     bound = RuntimeBound(view, l2_tile, dram_order, hw) if (
         OPTIONS.solver == "prune" and ctx.options.objective == "latency") else None
-    bounds = [bound(c) for c in candidates] if bound else None
+    bounds = bound.many(candidates) if bound else None
     deadline = time.perf_counter() + ctx.options.time_limit_s
     scores = score_choices(view, l2_tile, dram_order, candidates, hw, deadline=deadline, bounds=bounds,
                            cutoff=lambda s: best_within(s, priced))
@@ -315,7 +315,7 @@ def search(ctx: Context, offchip, keep: float = OPTIONS.keep_utilization,
             near = [c for c in every if c not in found]
             # (a neighbour whose bound is above the current runtime cannot be the next step)
             near_scores = score_choices(view, l2_tile, dram_order, near, hw, deadline=deadline,
-                                        bounds=[bound(c) for c in near] if bound else None,
+                                        bounds=bound.many(near) if bound else None,
                                         cutoff=lambda s, k=found[current]: k[1] if k[0] == 1.0 else None)
             complete &= near_scores.complete
             refined += len(near)

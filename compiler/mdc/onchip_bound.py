@@ -33,9 +33,12 @@ from __future__ import annotations
 
 import math
 
-from .costmodel_levels import layer_levels, layer_setup
+import numpy as np
+
+from .costmodel_levels import build_levels, template_from_layer
 from .hw import HwConfig
-from .lowering import MdcView, OnchipChoice, build_layer
+from .lowering import MdcView, OnchipChoice, layer_slots
+from .syntax import make_layer
 from .onchip_space import level_chunks
 
 
@@ -59,39 +62,77 @@ def compute_bound(view: MdcView, l2_tile: dict[str, int], choice: OnchipChoice, 
 
 
 class RuntimeBound:
-    """:func:`runtime_bound` for the choices of one off-chip plan, the first fill computed once per
-    level 0 (it depends on the L2 tile, the DRAM order and, merged, the first spatial level only)."""
+    """:func:`runtime_bound` for the choices of one off-chip plan.  The first fill depends on the
+    L2 tile, the DRAM order and, merged, the first spatial level's dim and tile (level 0's
+    directives), and on level 0's unit count; :meth:`many` builds level 0 of all the first levels
+    it meets at once (one batched :func:`build_levels` per dim), the fill once per unit count."""
 
     def __init__(self, view: MdcView, l2_tile: dict[str, int], dram_order: tuple[str, ...], hw: HwConfig):
         self.view, self.l2_tile, self.dram_order, self.hw = view, l2_tile, dram_order, hw
         self._fills: dict[tuple, int] = {}
+        self._level0: dict[tuple | None, tuple] = {}   # (dim, tile) or None -> what _fill reads
 
     def __call__(self, choice: OnchipChoice) -> int:
-        return compute_bound(self.view, self.l2_tile, choice, self.hw) + self.first_fill(choice)
+        return self.many([choice])[0]
+
+    def many(self, choices: list[OnchipChoice]) -> list[int]:
+        """The bound of every choice."""
+        heads = {_head(c) for c in choices} - set(self._level0)
+        for dim in sorted({h[0] for h in heads if h is not None}):
+            self._build([h for h in heads if h is not None and h[0] == dim])
+        if None in heads:
+            self._build([None])
+        return [compute_bound(self.view, self.l2_tile, c, self.hw) + self.first_fill(c) for c in choices]
 
     def first_fill(self, choice: OnchipChoice) -> int:
         """The NoC delay of the top level's first case (the fill part of the bound)."""
         below = math.prod(lvl.units for lvl in (choice.spatial[1:] if choice.merged else choice.spatial))
-        key = (choice.spatial[0] if choice.merged else None, below)
+        key = (_head(choice), below)
         if key not in self._fills:
-            self._fills[key] = self._first_fill(choice)
+            if key[0] not in self._level0:
+                self._build([key[0]])
+            self._fills[key] = self._fill(*self._level0[key[0]], max(self.hw.num_pes // below, 1))
         return self._fills[key]
 
-    def _first_fill(self, choice: OnchipChoice) -> int:
-        layer = build_layer(self.view, self.l2_tile, self.dram_order, choice, "bound")
-        levels = layer_levels(layer, self.hw.num_pes)
-        full, top, units = levels.full_dims, levels.levels[0], levels.units[0]
+    def _build(self, heads: list[tuple | None]) -> None:
+        """Level 0 (after MAESTRO's rewrites) of a layer with no cluster below it, for ``heads`` of
+        one dim (merged: its tile spread over the top units) or the plain walk over L2 tiles."""
+        view, dim = self.view, heads[0] and heads[0][0]
+        slots = layer_slots(view, self.dram_order, (dim,) if dim else (), (), merged=dim is not None)
+        rows = np.array([[h[1] if s.kind == "S" and dim else self.l2_tile[s.dim] for s in slots] for h in heads],
+                        np.int64)
+        layer = make_layer("bound", view.form.layer_type, view.declared(),
+                           [view.directive(s.dim, int(t), s.kind == "S") for s, t in zip(slots, rows[0])],
+                           view.stride_block())
+        template, first_sizes, first_offsets, _ = template_from_layer(layer)
+        sizes, offsets = np.repeat(first_sizes, len(heads), 0), np.repeat(first_offsets, len(heads), 0)
+        for j, s in enumerate(slots):   # (filter taps are whole: their columns stay as resolved)
+            if view.mdc_dim(s.dim) not in ("R", "S"):
+                sizes[:, j], offsets[:, j] = view.size_offset(s.dim, rows[:, j])
+        levels, tensors, full, _, _ = build_levels(template.layer, template.items, sizes, offsets,
+                                                   np.zeros((len(heads), 0), np.int64), self.hw.num_pes)
         first: dict = {}
-        for d in top:
+        for d in levels[0].slots:
             first.setdefault(d.var, d)
-        sp = next(d for d in top if d.spatial)
-        spans = full[sp.var] >= sp.size + sp.ofs * (units - 1)
+        sp = next(d for d in levels[0].slots if d.spatial)
+        inputs = [t for t in tensors if t.is_input]
+        for i, h in enumerate(heads):
+            self._level0[h] = ({v: int(e) for v, e in full.items()}, {v: int(d.size[i]) for v, d in first.items()},
+                               (sp.var, int(sp.size[i]), int(sp.ofs[i])), inputs)
+
+    def _fill(self, full: dict, first: dict, sp: tuple, inputs, units: int) -> int:
+        var, size, ofs = sp
+        spans = full[var] >= size + ofs * (units - 1)
         elements = 0
-        for t in layer_setup(layer)[4]:
-            if t.is_input:
-                vol = math.prod(min(first[v].size, full[v]) for v in t.dims if v in first)
-                elements += vol * (units if sp.var in t.dims and spans else 1)
+        for t in inputs:
+            vol = math.prod(min(first[v], full[v]) for v in t.dims if v in first)
+            elements += vol * (units if var in t.dims and spans else 1)
         return self.hw.noc_hops - 1 + -(-elements // self.hw.noc_bw)
+
+
+def _head(choice: OnchipChoice) -> tuple | None:
+    """What level 0 holds of a choice besides the L2 tiles: a merged first level's dim and tile."""
+    return (choice.spatial[0].dim, choice.spatial[0].tile) if choice.merged else None
 
 
 def runtime_bound(view: MdcView, l2_tile: dict[str, int], dram_order: tuple[str, ...], choice: OnchipChoice,

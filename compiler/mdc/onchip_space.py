@@ -130,11 +130,11 @@ def top_spreads(view: MdcView, l2_tile: dict[str, int], num_pes: int,
         for n in (n for n in tops if n <= e):   # (a top unit count MAESTRO forms from a cluster size)
             cluster = num_pes // n
             idle = n * cluster / num_pes
+            below = _spreads([x for x in dims if x != d], l2_tile, cluster, MAX_LEVELS - 1)
             for t in sorted({-(-e // (n * f)) for f in range(1, folds + 1)} | {-(-l2_tile[d] // n)}):
                 head = SpatialLevel(d, n, t)
                 u0 = level_utilization(e, n, t) * idle
-                out += [Structure((head,) + levels, u0 * u, merged=True)
-                        for levels, u in _spreads([x for x in dims if x != d], l2_tile, cluster, MAX_LEVELS - 1)]
+                out += [Structure((head,) + levels, u0 * u, merged=True) for levels, u in below]
     return out
 
 
