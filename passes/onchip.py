@@ -129,7 +129,7 @@ class OnchipResult:
 
     choice: OnchipChoice
     metrics: Metrics
-    structures: int              # array structures generated
+    structures: int              # array structures generated (top spreads: within top_keep)
     structures_kept: int         # after the utilisation / restriction pruning
     overlapping: int             # structures added whose outer level folds (see the module doc)
     tilings: int                 # per-PE tilings tried for the kept structures
@@ -248,11 +248,11 @@ def search(ctx: Context, offchip, keep: float = OPTIONS.keep_utilization,
     kept = sorted((s for s in structures if s.utilization >= keep * best_u),
                   key=lambda s: (-s.utilization, len(s.levels), spelled(s)))
     kept = kept[:max_structures]
-    tops = top_spreads(view, l2_tile, target.num_pes, target.spatial_roles)
     # One-level structures are one candidate each: all of them.  Of the others (within
     # ``top_keep`` of the best utilisation: fewer, larger top-level steps, their point, can be
     # worth idle PEs) the best by utilisation and those with the fewest top-level steps.
-    multi = sorted((s for s in tops if len(s.levels) > 1 and s.utilization >= OPTIONS.top_keep * best_u),
+    tops = top_spreads(view, l2_tile, target.num_pes, target.spatial_roles, keep_above=OPTIONS.top_keep * best_u)
+    multi = sorted((s for s in tops if len(s.levels) > 1),
                    key=lambda s: (-s.utilization, len(s.levels), spelled(s)))
     few = sorted(multi, key=lambda s: outer_steps(s, {s.levels[0].dim: view.op.extent(s.levels[0].dim)}))
     top = [s for s in tops if len(s.levels) == 1] + list(dict.fromkeys(

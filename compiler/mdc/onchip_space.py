@@ -98,7 +98,8 @@ def spatial_structures(view: MdcView, l2_tile: dict[str, int], num_pes: int,
 
 
 def top_spreads(view: MdcView, l2_tile: dict[str, int], num_pes: int,
-                allowed_roles: tuple[str, ...] | None, folds: int = 4) -> list[Structure]:
+                allowed_roles: tuple[str, ...] | None, folds: int = 4, keep_above: float = 0.0
+                ) -> list[Structure]:
     """Structures whose outermost spread dim sits on the top level itself (``merged``): ``n``
     top units, each a cluster of ``num_pes // n`` PEs (the rest idle when that does not divide),
     walking the op's whole extent of the dim in tiles as large as one to ``folds`` top-level
@@ -106,7 +107,8 @@ def top_spreads(view: MdcView, l2_tile: dict[str, int], num_pes: int,
     :func:`spatial_structures` does.  Fewer, larger top-level steps amortise each NoC fill over
     more compute; the cost model (L2 capacity, exact MACs, S8) decides whether that pays.
     Strided rows keep one row per unit, on every unit count that covers the rows in one step or
-    divides them (MAESTRO counts those exactly), not only the off-chip pass's."""
+    divides them (MAESTRO counts those exactly), not only the off-chip pass's.  Structures of
+    two or more levels below ``keep_above`` spatial utilisation are left out (never built)."""
     dims = [d for d in spreadable_dims(view, allowed_roles) if l2_tile[d] > 1]
     tops = sorted(n for n in {num_pes // c for c in range(2, num_pes // 2 + 1)} if num_pes // (num_pes // n) == n)
     out: list[Structure] = []
@@ -118,7 +120,8 @@ def top_spreads(view: MdcView, l2_tile: dict[str, int], num_pes: int,
         for n in (n for n in tops if n != l2_tile[a] and (n >= e or e % n == 0) and n < 2 * e):
             u0 = level_utilization(e, n, 1) * n * (num_pes // n) / num_pes
             out += [Structure((SpatialLevel(a, n, 1),) + levels, u0 * u, merged=True)
-                    for levels, u in _spreads([x for x in dims if x != a], l2_tile, num_pes // n, MAX_LEVELS - 1)]
+                    for levels, u in _spreads([x for x in dims if x != a], l2_tile, num_pes // n, MAX_LEVELS - 1)
+                    if u0 * u >= keep_above]
         return out
     for d in dims:
         e = view.op.extent(d)
@@ -134,7 +137,9 @@ def top_spreads(view: MdcView, l2_tile: dict[str, int], num_pes: int,
             for t in sorted({-(-e // (n * f)) for f in range(1, folds + 1)} | {-(-l2_tile[d] // n)}):
                 head = SpatialLevel(d, n, t)
                 u0 = level_utilization(e, n, t) * idle
-                out += [Structure((head,) + levels, u0 * u, merged=True) for levels, u in below]
+                if u0 >= keep_above:
+                    out += [Structure((head,) + levels, u0 * u, merged=True) for levels, u in below
+                            if u0 * u >= keep_above]
     return out
 
 
@@ -271,8 +276,8 @@ def inner_choices(view: MdcView, l2_tile: dict[str, int], structure: Structure, 
     fits, tried = _fitting_tiles(view, level_chunks(l2_tile, structure.levels), inner, l1_elements,
                                  _tile_options)
     orders = inner_orders(view, inner)[:max_orders]
-    choices = [OnchipChoice(structure.levels, tuple((d, t[d]) for d in view.dims), order, structure.merged)
-               for t in fits for order in orders]
+    tiles = [tuple((d, t[d]) for d in view.dims) for t in fits]
+    choices = [OnchipChoice(structure.levels, t, order, structure.merged) for t in tiles for order in orders]
     return choices, tried
 
 
