@@ -126,7 +126,7 @@ def full_space_bests(view: MdcView, hws: list[HwConfig], allowed_roles: tuple[st
                 m = evaluate_batch(template, sizes_a[part], offs_a[part], clusters[part], hw)
                 ok = (m.valid & (m.macs == view.layer_macs) & (m.l1_elements <= hw.l1_size)
                       & (m.l2_elements <= hw.l2_size)
-                      & runtime_counts_every_mac(m.compute_delay_cycles, m.macs, hw.num_pes))
+                      & runtime_counts_every_mac(m.compute_delay_cycles, m.macs, hw.num_pes, hw.macs_per_pe))
                 over = np.maximum(1.0, np.maximum(m.noc_bw_required / hw.noc_bw,
                                                   m.offchip_bw_required / hw.offchip_bw))
                 for h in range(len(hws)):
