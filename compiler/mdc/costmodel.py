@@ -2,10 +2,11 @@
 
 This is mapc's one implementation of MAESTRO's analysis (HEAD 4eb08d1, mdc-format.md §5):
 :mod:`compiler.mdc.costmodel_levels` builds the cluster levels,
-:mod:`compiler.mdc.costmodel_cases` runs the case analysis, and this module turns its totals
-into MAESTRO's metrics.  Candidates share a *template* (layer, directive kinds/dims and
-Cluster positions); sizes, offsets and cluster sizes are arrays.  One mapping is a batch
-of one (:func:`evaluate_layer`).
+:mod:`compiler.mdc.costmodel_cases` runs the case analysis (its per-PE volumes in
+:mod:`compiler.mdc.costmodel_volumes`), and this module turns its totals into MAESTRO's
+metrics.  Candidates share a *template* (layer, directive kinds/dims and Cluster positions);
+sizes, offsets and cluster sizes are arrays.  One mapping is a batch of one
+(:func:`evaluate_layer`).
 
 API::
 

@@ -1,18 +1,16 @@
 """MAESTRO's case analysis of one cluster level, over many candidates at once.
 
-Per cluster level, every directive has up to three iteration states (Init, Steady,
-Edge); a *case* picks one per directive and occurs ``prod(state counts)`` times
-(mdc-format.md §5).  The cases analysed are the product of the states any candidate
-has (a case absent for a candidate has occurrence 0), and every per-case quantity is
-a numpy expression over candidates:
+All cases of a level are analysed at once: the per-PE volumes at the (case, candidate)
+pairs that occur (:mod:`compiler.mdc.costmodel_volumes`), the rest as ``(G cases, N
+candidates)`` arrays, whose totals are sums, maxima or any over the cases (a case absent for
+a candidate, or in which it computes nothing, adds nothing):
 
-* ingress traffic of input and filter (only the new elements along the innermost
-  changing directive; multicast counted once), egress traffic of the output, MACs;
+* ingress traffic of input and filter, egress traffic of the output, MACs;
 * compute delay: innermost level, partial sums per PE divided by the MACs a PE does
-  per cycle; upper levels, the worst runtime of the sub-cluster tiles, analysed once
-  per distinct set of tile extents;
+  per cycle; upper levels, the worst runtime of the sub-cluster tiles, analysed in one
+  call for all cases and candidates, once per distinct (candidate, tile extents);
 * step delay with double buffering, NoC delay ``hops + ceil(x/bw) - 1``, the
-  top-level off-chip term; buffer requirements from the first case; access counts.
+  top-level off-chip term; buffer requirements from the first (all-Init) case; access counts.
 
 MAESTRO's quirks are kept on purpose so that the numbers match (L1 writes of
 input/filter equal their L2 reads; the off-chip requirement halved per case; the
@@ -21,14 +19,16 @@ Used by :func:`compiler.mdc.costmodel.evaluate_batch`.
 """
 from __future__ import annotations
 
+from dataclasses import fields, replace
 from itertools import product
 
 import numpy as np
 
-from compiler.mdc.costmodel_levels import OVERLAP, VLevel, vdiv
+from compiler.mdc.costmodel_levels import OVERLAP, VDir, VLevel
+from compiler.mdc.costmodel_volumes import (EDGE, INIT, STEADY, Cases, States, critical_psums,
+                                            pe_egress, pe_ingress, psum_map, spread, sub_dims,
+                                            sub_extents)
 from compiler.mdc.hw import HwConfig
-
-INIT, STEADY, EDGE = 0, 1, 2
 
 
 def case_order(counts: list[int]) -> list[tuple[int, ...]]:
@@ -56,304 +56,74 @@ def case_order(counts: list[int]) -> list[tuple[int, ...]]:
     return out
 
 
-class _States:
-    """Iteration states of every slot of a level for extents ``dims`` (arrays over N)."""
-
-    def __init__(self, lv: VLevel, dims: dict):
-        self.occ, self.unrolled, self.init_edge, self.ee, self.union = [], [], [], [], []
-        u = lv.units
-        for d in lv.slots:
-            m, o, e = d.size, d.ofs, dims[d.var]
-            occ = np.zeros((3,) + m.shape, np.int64)
-            ee = np.zeros((3,) + m.shape, bool)
-            if not d.spatial:
-                unrolled, init_edge = e <= m, e < m
-                nst = vdiv(e - m, o)
-                occ[STEADY] = np.where((m < e) & (nst > 0), nst, 0)
-                occ[EDGE] = (~(e < m) & (nst * o + m < e))
-            else:
-                cov = m + o * (u - 1)
-                unrolled, init_edge = e <= cov, e < cov
-                ee[INIT] = init_edge
-                nst = vdiv(vdiv(e - m, o) + 1, u) - 1
-                has_edge = ~(e <= cov) & ((nst + 1) * o * u + cov > e) & (nst * o * u + cov != e)
-                occ[STEADY] = np.where((cov < e) & (nst > 0), nst, 0)
-                rem = e - (nst + 1) * o * u
-                active = np.where(rem < m, 1, vdiv(rem - m, o) + 1)
-                ee[EDGE] = (active - 1) * o + m < rem
-                occ[EDGE] = ~init_edge & has_edge
-            occ[INIT] = 1
-            self.occ.append(occ)
-            self.unrolled.append(unrolled)
-            self.init_edge.append(init_edge)
-            self.ee.append(ee)
-            self.union.append([p for p in (INIT, STEADY, EDGE) if p == INIT or occ[p].any()])
-        self.memo: dict = {}     # per-PE volumes, shared by the cases that agree on what they read
-
-
-class _Case:
-    """One combination of slot positions (static) with per-candidate flags."""
-
-    def __init__(self, lv: VLevel, S: _States, pos: tuple[int, ...]):
-        self.lv = lv
-        eff = {d.var: j for j, d in enumerate(lv.slots)}
-        self.eff = eff
-        self.pos = {v: pos[j] for v, j in eff.items()}
-        self.edge, self.ee, self.unrolled = {}, {}, {}
-        false = lv.false
-        for v, j in eff.items():
-            p = pos[j]
-            self.edge[v] = S.init_edge[j] if p == INIT else (lv.true if p == EDGE else false)
-            self.ee[v] = S.ee[j][p]
-            self.unrolled[v] = S.unrolled[j] if p == INIT else false
-        occ = lv.one
-        for j, p in enumerate(pos):
-            occ = occ * S.occ[j][p]
-        self.occ = occ
-        self.cidx = max((j for j, d in enumerate(lv.slots) if self.pos[d.var] != INIT), default=-1)
-        self.all_init = all(p == INIT for p in self.pos.values())
-        self.memo = S.memo
-        self.slot = {d.var: d for d in reversed(lv.slots)}   # the first slot of each dim
-
-
-def _reads_dims(c: _Case, dims, *args) -> tuple:
-    """What :func:`_pe_ingress` reads of a case: the innermost changing slot, ``dims``' positions."""
-    return (c.cidx,) + tuple(c.pos.get(v) for v in dims)
-
-
-def _reads_egress(c: _Case, dims, psum: bool, *args) -> tuple:
-    """What :func:`_pe_egress` reads of a case: the positions of ``dims`` (all with ``psum``)."""
-    return tuple(c.pos.values()) if psum else tuple(c.pos.get(v) for v in dims)
-
-
-def _memo(reads):
-    """Cache a per-PE volume across the cases of one level that agree on what it ``reads`` (the
-    spreads of a case, cases differing in other slots). A flag array that is the same for every
-    candidate becomes a plain bool first (always so for a batch of one); a volume selected by a
-    flag that differs between candidates is not cached."""
-    def wrap(fn):
-        def cached(c, dims, *args):
-            flags, plain = [], True
-            for a in args:
-                if type(a) is np.ndarray:
-                    k = np.count_nonzero(a)
-                    if k == 0 or k == a.size:
-                        a = k != 0
-                    else:
-                        plain = False
-                flags.append(a)
-            if not plain:
-                return fn(c, dims, *flags)
-            key = (fn, dims, *flags, reads(c, dims, *flags))
-            got = c.memo.get(key)
-            if got is None:
-                got = c.memo[key] = fn(c, dims, *flags)
-            return got
-        cached.__doc__ = fn.__doc__
-        return cached
-    return wrap
-
-
-def _pe_mapped(c: _Case, dims, first: bool, ee):
-    lv = c.lv
-    ret = lv.one
-    for d in lv.slots:
-        if d.var not in dims:
-            continue
-        mp, _, me, _, _ = lv.tiles(d.var)
-        e = c.edge[d.var]
-        if not d.spatial:
-            ret = ret * np.where(e, me, mp)
-        else:
-            one = (lv.edge_units == 1) & (first | ee)
-            f = np.where(one, me, np.where(lv.edge_units > 1, np.where(ee, me, mp), 1))
-            ret = ret * np.where(e, f, mp)
-    return ret
-
-
-@_memo(_reads_dims)
-def _pe_ingress(c: _Case, dims, first: bool, ee):
-    if c.cidx == -1:
-        return _pe_mapped(c, dims, first, ee)
-    lv = c.lv
-    inited = lv.false
-    for i, d in enumerate(lv.slots):
-        if i > c.cidx and d.var in dims and c.pos[d.var] == INIT:
-            inited = inited | ~c.unrolled[d.var]
-    ret = lv.one
-    changing = False
-    for i, d in enumerate(lv.slots):
-        if d.var not in dims:
-            continue
-        is_chg = i == c.cidx
-        changing |= is_chg
-        p = c.pos[d.var]
-        mp, un, me, ue, un1 = lv.tiles(d.var)
-        if not d.spatial:
-            if p == INIT:
-                ret = ret * np.where(c.edge[d.var], me, mp)
-            elif is_chg:
-                ret = ret * np.where(inited, mp, np.maximum(un, 1))
-            else:
-                ret = ret * mp
-        elif p == INIT:
-            ret = ret * (np.where(ee, me, mp) if (first or i <= c.cidx) else np.where(ee, ue, un))
-        elif not first and is_chg:
-            ret = ret * np.where(inited, np.where(ee, me, mp), np.where(ee, ue, un))
-        else:
-            ret = ret * np.where(ee, me, mp)
-    return ret if changing else lv.zero
-
-
-@_memo(_reads_egress)
-def _pe_egress(c: _Case, dims, psum: bool, first: bool = True, ee=False, reuse_at_edge=True):
-    lv = c.lv
-    ec = lv.edge_units
-    ret = lv.one
-    if psum:
-        for d in lv.slots:
-            if d.var in dims:
-                continue
-            p, e = c.pos[d.var], c.edge[d.var]
-            mp, un, me, ue, un1 = lv.tiles(d.var)
-            rest = mp if first else un1
-            if not d.spatial:
-                ret = ret * np.where(e, me, mp)
-            elif p == INIT:
-                ret = ret * np.where(e & ee, me, rest)
-            elif p == STEADY:
-                ret = ret * rest
-            else:
-                ret = ret * np.where((ec == 1) & (first | ee), me,
-                                     np.where(ec > 1, np.where(ee, ue, rest), 1))
-    for dim in dims:
-        d = c.slot[dim]
-        p, e = c.pos[dim], c.edge[dim]
-        act = dim + "'" if dim in OVERLAP else dim
-        mp, un, me, ue, un1 = lv.tiles(act)
-        rest = mp if first else un1
-        if not d.spatial:
-            ret = ret * (np.where(e, me, mp) if p == INIT else (mp if p == STEADY else me))
-        elif p == INIT:
-            inner = np.where(ec == 1, me, ue if reuse_at_edge else me)
-            ret = ret * np.where(e & ee, inner, rest)
-        elif p == STEADY:
-            ret = ret * rest
-        else:
-            ret = ret * np.where((ec == 1) & (first | ee), lv.tiles(dim)[2],
-                                 np.where(ec > 1, np.where(ee, ue, rest), 1))
-    return ret
-
-
-def _sp_info(c: _Case, dims, all_spatial=False):
-    lv = c.lv
-    mapped, edge, sp = False, lv.false, None
-    for dim in dims:
-        d = c.slot[dim]
-        if d.spatial:
-            mapped, sp = True, dim
-            edge = edge | c.edge[dim]
-    if all_spatial:
-        for d in lv.slots:
-            if d.spatial:
-                mapped, sp = True, d.var
-                edge = edge | c.edge[d.var]
-    return mapped, edge, sp
-
-
-def _spread(c: _Case, fn, dims):
-    mapped, edge, sp = _sp_info(c, dims)
-    if not mapped:
-        return fn(True, False)
-    lv = c.lv
-    some = np.count_nonzero(edge)
-    plain = None if some and some == edge.size else fn(True, False) + (lv.units - 1) * fn(False, False)
-    if not some:        # no candidate at the spatial edge (always so for a batch of one)
-        return plain
-    ec = lv.edge_units
-    ee = c.ee[sp]
-    n_ee = ee.astype(np.int64)
-    n_full = np.maximum(ec - n_ee - 1, 0)
-    at_edge = fn(True, (ec == 1) & ee) + np.where(ec > 1, n_full * fn(False, False)
-                                                   + n_ee * fn(False, True), 0)
-    return at_edge if plain is None else np.where(edge, at_edge, plain)
-
-
-def _psum_map(c: _Case, dims):
-    mapped, edge, sp = _sp_info(c, dims, all_spatial=True)
-    lv = c.lv
-    plain = lv.units * _pe_egress(c, dims, True, True, False)
-    if not mapped or not edge.any():
-        return plain
-    ec = lv.edge_units
-    ee = c.ee[sp]
-    n_ee = ee.astype(np.int64)
-    at_edge = _pe_egress(c, dims, True, True, (ec == 1) & ee) + np.where(
-        ec > 1, np.maximum(ec - n_ee - 1, 0) * _pe_egress(c, dims, True, True, False)
-        + n_ee * _pe_egress(c, dims, True, False, True, False), 0)
-    return np.where(edge, at_edge, plain)
-
-
-def _critical_psums(c: _Case, dims):
-    mapped, edge, sp = _sp_info(c, dims)
-    if not mapped or not edge.any():
-        return _pe_egress(c, dims, True, True, False)
-    ee = (c.lv.edge_units == 1) & c.ee[sp]
-    return np.where(edge, _pe_egress(c, dims, True, True, ee), _pe_egress(c, dims, True, True, False))
-
-
-def _sub_dims(c: _Case, ee: bool, conv: bool) -> dict:
-    lv = c.lv
-    ec1 = (lv.edge_units == 1) | ee
-    out: dict = {}
-    for d in lv.slots:
-        if d.var in out:
-            continue
-        p, e = c.pos[d.var], c.edge[d.var]
-        mp, me = lv.mapped[d.var], lv.medge[d.var]
-        if not d.spatial:
-            v = np.where(e, me, mp)
-        elif p == INIT:
-            v = np.where(e & ec1, me, mp)
-        elif p == STEADY:
-            v = mp
-        else:
-            v = np.where(ec1, me, mp)
-        out[d.var] = v
-    if conv:
-        for d in lv.slots:
-            if d.var in OVERLAP and d.var + "'" not in out:
-                out[d.var + "'"] = out[d.var] - out[OVERLAP[d.var]] + 1
-    return {k: np.maximum(v, 1) for k, v in out.items()}
-
-
 class _Ctx:
-    """What every level's analysis of one batch shares, and the memo of sub-level results."""
+    """What every level's analysis of one batch shares."""
 
     def __init__(self, levels, tensors, conv, hw: HwConfig):
         self.levels, self.tensors, self.conv, self.hw = levels, tensors, conv, hw
-        self.memo: dict = {}
 
 
 def analyze(levels: list[VLevel], tensors, conv: bool, hw: HwConfig, full: dict) -> dict:
     """The top level's totals (arrays over candidates) for full extents ``full``."""
     n = levels[0].units.shape[0]
-    return _analyze(_Ctx(levels, tensors, conv, hw), 0, {k: np.full(n, v, np.int64)
-                                                         for k, v in full.items()})
+    return _analyze(_Ctx(levels, tensors, conv, hw), 0, np.arange(n),
+                    {k: np.full(n, v, np.int64) for k, v in full.items()})
 
 
-def _key(li: int, dims: dict):
-    return (li,) + tuple((k, v.tobytes()) for k, v in sorted(dims.items()))
+def _take(lv: VLevel, idx: np.ndarray) -> VLevel:
+    """Level ``lv`` of the candidates ``idx`` (repeated as often as they occur)."""
+    at = lambda m: {k: v[idx] for k, v in m.items()}  # noqa: E731
+    return VLevel(lv.units[idx],
+                  [VDir(d.spatial, d.var, d.size[idx], d.ofs[idx]) for d in lv.slots], at(lv.dims), lv.edge_units[idx], at(lv.mapped), at(lv.unique), at(lv.medge),
+                  at(lv.uedge))
 
 
-def _sub(ctx: _Ctx, li: int, dims: dict):
-    key = _key(li, dims)
-    if key not in ctx.memo:
-        ctx.memo[key] = _analyze(ctx, li, dims)
-    return ctx.memo[key]
+def _hw_take(hw: HwConfig, idx: np.ndarray) -> HwConfig:
+    """``hw`` for the candidates ``idx``: its per-candidate numbers (if any) picked likewise."""
+    picked = {f.name: getattr(hw, f.name)[idx] for f in fields(hw)
+              if isinstance(getattr(hw, f.name), np.ndarray)}
+    return replace(hw, **picked) if picked else hw
 
 
-def _order_positions(S: _States, grid: list[tuple[int, ...]]) -> np.ndarray:
+def _sub(ctx: _Ctx, li: int, idx: np.ndarray, rows: np.ndarray,
+         parts: list[tuple[dict, np.ndarray]]) -> list[dict]:
+    """Runtime, busy and active of level ``li`` below the cases ``rows`` of the level above, for
+    each (extents, mask) of ``parts``: the :func:`sub_extents` of the sub-clusters, needed where
+    the (G, N) ``mask`` holds (elsewhere 0, or the values of a candidate that does not run the
+    case).  All parts go in one analysis, each distinct set of extents (most cases share
+    theirs) once for all candidates."""
+    states = rows.tolist()
+    vectors: dict = {}       # the bytes of a dim's extents over the candidates -> (number, them)
+    distinct: dict = {}      # a case's extents, as vector numbers per dim -> its row number
+    picks = []               # per part: its cases that some candidate needs, and their row numbers
+    for ext, mask in parts:
+        num = {v: [vectors.setdefault(a.tobytes(), (len(vectors), a))[0] for a in t]
+               for v, (_, t) in ext.items()}
+        cases = np.nonzero(mask.any(1))[0]
+        picks.append((cases, [distinct.setdefault(tuple(num[v][states[g][j]]
+                                                        for v, (j, _) in ext.items()),
+                                                  len(distinct)) for g in cases]))
+    n = len(idx)
+    res: dict = {}
+    if distinct:
+        by_num = [a for _, a in vectors.values()]
+        keys = list(parts[0][0])
+        dims = sub_dims({v: np.concatenate([by_num[row[k]] for row in distinct])
+                         for k, v in enumerate(keys)}, ctx.conv)
+        res = _analyze(ctx, li, np.tile(idx, len(distinct)), dims)
+    out = []
+    for (_, mask), (cases, nums) in zip(parts, picks):
+        got = {}
+        for name, dtype in (("runtime", np.int64), ("busy", np.int64), ("active", float)):
+            a = np.zeros(mask.shape, dtype)
+            if len(cases):
+                a[cases] = res[name].reshape(len(distinct), n)[nums]
+            got[name] = a
+        out.append(got)
+    return out
+
+
+def _order_positions(S: States, grid: list[tuple[int, ...]]) -> np.ndarray:
     """MAESTRO's case id of every grid case for every candidate (-1: absent)."""
     counts = np.stack([1 + (o[STEADY] > 0) + (o[EDGE] > 0) for o in S.occ])  # (slots, N)
     code = np.zeros(counts.shape[1], np.int64)
@@ -381,120 +151,115 @@ def _order_positions(S: _States, grid: list[tuple[int, ...]]) -> np.ndarray:
     return out
 
 
-def _analyze(ctx: _Ctx, li: int, dims: dict) -> dict:
-    lv = ctx.levels[li]
-    hw = ctx.hw
-    n = lv.units.shape[0]
-    S = _States(lv, dims)
+def _analyze(ctx: _Ctx, li: int, idx: np.ndarray, dims: dict) -> dict:
+    """Level ``li``'s totals for the candidates ``idx`` (indices into the batch) at extents
+    ``dims``: runtime, busy, active; the top level also its traffic and buffer counts."""
+    top = li == 0
+    lv = ctx.levels[li] if top else _take(ctx.levels[li], idx)
+    hw = ctx.hw if top else _hw_take(ctx.hw, idx)
+    S = States(lv, dims)
     grid = list(product(*S.union))
+    rows = np.array(grid, np.int64).reshape(len(grid), len(lv.slots))
+    occ = lv.one
+    for j in range(len(lv.slots)):
+        occ = occ * S.occ[j][rows[:, j]]
+    # The volumes are computed where a case occurs (all candidates in the all-Init case 0) and
+    # are 0 elsewhere: every total below weighs them by the occurrence.
+    case, cand = np.nonzero(occ)
+    c = Cases(lv, S, rows, case, cand)
+
+    def dense(v):
+        out = np.zeros(occ.shape, np.asarray(v).dtype)
+        out[case, cand] = v
+        return out
+
     ins = [t for t in ctx.tensors if t.is_input]
     out_t = [t for t in ctx.tensors if not t.is_input][0]
-    z = lambda: np.zeros(n, np.int64)  # noqa: E731
-    runtime, macs, total, peak, busy = z(), z(), z(), z(), z()
-    active_acc, avg_acc = np.zeros(n), np.zeros(n)
-    l2_rd, l2_wr, l1_rd, l1_wr, l2_req = ([z(), z(), z()] for _ in range(5))
-    top = li == 0
-    offv, offpos = [], []
-    valid = np.ones(n, bool)
-    recursed = np.zeros(n, bool)
-    for g, pos in enumerate(grid):
-        c = _Case(lv, S, pos)
-        occ = c.occ
-        if g == 0:
-            for ti, t in enumerate(ctx.tensors):
-                if t.is_input:
-                    l2_req[ti] = 2 * _spread(c, lambda f, e: _pe_ingress(c, t.dims, f, e), t.dims)
-                    size = np.ones(n, np.int64)
-                    for v in t.dims:
-                        size = size * dims[v]
-                    l2_wr[ti] = size
-                else:
-                    l2_req[ti] = 2 * _spread(c, lambda f, e: _pe_egress(c, t.dims, False, f, e),
-                                             t.dims)
-                    size = np.ones(n, np.int64)
-                    for v in t.dims:
-                        size = size * ((dims[v] - dims[OVERLAP[v]] + 1)
-                                       if ctx.conv and v in OVERLAP else dims[v])
-                    l2_rd[ti] = size
-        if not occ.any():
-            continue
-        eg = _spread(c, lambda f, e: _pe_egress(c, out_t.dims, False, f, e), out_t.dims)
-        pm = _psum_map(c, out_t.dims)
-        l2_wr[2] = l2_wr[2] + occ * eg
-        l1_wr[2] = l1_wr[2] + occ * pm
-        l1_rd[2] = l1_rd[2] + occ * pm
-        run = (_critical_psums(c, out_t.dims) > 0) & (occ > 0)
-        if not run.any():
-            continue
-        occ = np.where(run, occ, 0)
-        recursed |= run
-        ing = z()
-        for ti, t in enumerate(ins):
-            ig = _spread(c, lambda f, e: _pe_ingress(c, t.dims, f, e), t.dims)
-            ing = ing + ig
-            l2_rd[ti] = l2_rd[ti] + occ * ig
-            l1_wr[ti] = l2_rd[ti]
-            l1_rd[ti] = l1_rd[ti] + occ * pm
-        sp = lv.slots[next(j for j, d in enumerate(lv.slots) if d.spatial)].var
-        edge, hee, ec = c.edge[sp], c.ee[sp], lv.edge_units
-        active = np.where(edge, ec, lv.units).astype(float)
-        if li < len(ctx.levels) - 1:
-            rf = _sub(ctx, li + 1, _sub_dims(c, False, ctx.conv))
-            both = edge & hee
-            units = rf["active"] * np.where(edge, ec, lv.units)
-            if both.any():  # the edge sub-cluster's own tiles: analysed only when some candidate has one
-                rt = _sub(ctx, li + 1, _sub_dims(c, True, ctx.conv))
-                compute = np.where(both, np.maximum(rt["runtime"], np.where(ec > 1, rf["runtime"], 0)),
-                                   rf["runtime"])
-                busy_step = np.where(both, np.maximum(rt["busy"], np.where(ec > 1, rf["busy"], 0)),
-                                     rf["busy"])
-                units = np.where(both, rt["active"] + np.where(ec > 1, rf["active"] * (ec - 1), 0), units)
-            else:
-                compute, busy_step = rf["runtime"], rf["busy"]
-            active = np.where(units != 0, units, active)
-        else:
-            compute = busy_step = -(-_critical_psums(c, out_t.dims) // hw.macs_per_pe)
-        noc_in = hw.noc_hops + (-(-ing // hw.noc_bw)) - 1
-        noc_eg = hw.noc_hops + (-(-eg // hw.noc_bw)) - 1
-        step = compute + noc_in if c.all_init else np.maximum(np.maximum(noc_eg, compute), noc_in)
-        if top:
-            inb = (l2_req[0] + l2_req[1]) // hw.offchip_bw
-            step = np.maximum(np.maximum(inb // 2, step), (l2_req[2] // hw.offchip_bw) // 2)
-            valid &= ~(run & (compute == 0))
-            safe = np.maximum(compute, 1)
-            offv.append(np.where(run, np.maximum(l2_req[2] // safe, (l2_req[0] + l2_req[1]) // safe), 0))
-            offpos.append((g, run))
-        runtime = runtime + occ * step
-        busy = busy + occ * busy_step
-        macs = macs + occ * pm
-        active_acc = active_acc + active * occ
-        cd = np.maximum(compute, 1)
-        mx = np.maximum(ing, eg)
-        peak = np.where(run, np.maximum(peak, mx // cd), peak)
-        avg_acc = avg_acc + (occ * mx) // cd
-        total = total + occ
-    res = {"runtime": runtime, "busy": busy, "active": np.where(total > 0, active_acc / np.maximum(total, 1),
-                                                  active_acc)}
+    eg = dense(spread(c, lambda f, e: pe_egress(c, out_t.dims, False, f, e), out_t.dims))
+    flat = pe_egress(c, out_t.dims, True)
+    crit = dense(critical_psums(c, out_t.dims, flat))
+    run = (crit > 0) & (occ > 0)
+    occ_run = np.where(run, occ, 0)      # the cases in which a candidate computes
+    igs = [dense(spread(c, lambda f, e, t=t: pe_ingress(c, t.dims, f, e), t.dims)) for t in ins]
+    ing = sum(igs)
+    sp = lv.slots[next(j for j, d in enumerate(lv.slots) if d.spatial)].var
+    edge, hee, ec = dense(c.edge[sp]), dense(c.ee[sp]), lv.edge_units
+    active = np.where(edge, ec, lv.units).astype(float)
+    if li < len(ctx.levels) - 1:
+        # the edge sub-cluster's own tiles: analysed only where a candidate has one
+        both = edge & hee
+        rf, rt = _sub(ctx, li + 1, idx, rows, [(sub_extents(lv, S, False), run),
+                                               (sub_extents(lv, S, True), run & both)])
+        compute = np.where(both, np.maximum(rt["runtime"], np.where(ec > 1, rf["runtime"], 0)),
+                           rf["runtime"])
+        busy_step = np.where(both, np.maximum(rt["busy"], np.where(ec > 1, rf["busy"], 0)),
+                             rf["busy"])
+        units = np.where(both, rt["active"] + np.where(ec > 1, rf["active"] * (ec - 1), 0),
+                         rf["active"] * np.where(edge, ec, lv.units))
+        active = np.where(units != 0, units, active)
+    else:
+        compute = busy_step = -(-crit // hw.macs_per_pe)
+    noc_in = hw.noc_hops + (-(-ing // hw.noc_bw)) - 1
+    noc_eg = hw.noc_hops + (-(-eg // hw.noc_bw)) - 1
+    step = np.where(dense(c.all_init), compute + noc_in,
+                    np.maximum(np.maximum(noc_eg, compute), noc_in))
     if top:
-        res.update(macs=macs, peak=peak, avg=np.where(total > 0, avg_acc / np.maximum(total, 1), 0.0),
-                   l2_req=l2_req, l2_rd=l2_rd, l2_wr=l2_wr, l1_rd=l1_rd, l1_wr=l1_wr, valid=valid,
-                   recursed=recursed,
-                   offchip=_offchip(S, grid, offv, offpos, n),
-                   offchip_step=(np.stack(offv).max(0) // 2) if offv else np.zeros(n, np.int64))
+        l2_req = [2 * ig[0] for ig in igs] + [2 * eg[0]]   # from the first, all-Init case
+        inb = (l2_req[0] + l2_req[1]) // hw.offchip_bw
+        step = np.maximum(np.maximum(inb // 2, step), (l2_req[2] // hw.offchip_bw) // 2)
+    total = occ_run.sum(0)
+    # a float sum in case order, as MAESTRO adds (cumsum never regroups the terms)
+    active_acc = np.cumsum(active * occ_run, 0)[-1]
+    res = {"runtime": (occ_run * step).sum(0), "busy": (occ_run * busy_step).sum(0),
+           "active": np.where(total > 0, active_acc / np.maximum(total, 1), active_acc)}
+    if top:
+        pm = dense(psum_map(c, out_t.dims, flat))
+        res.update(_top_totals(ctx, S, grid, dims, occ, occ_run, run, eg, igs, pm, compute, l2_req,
+                               total))
     return res
 
 
-def _offchip(S, grid, offv, offpos, n):
+def _top_totals(ctx: _Ctx, S: States, grid, dims, occ, occ_run, run, eg, igs, pm, compute,
+                l2_req, total) -> dict:
+    """The top level's traffic, access counts, NoC and off-chip bandwidth over its cases."""
+    ins = [t for t in ctx.tensors if t.is_input]
+    out_t = [t for t in ctx.tensors if not t.is_input][0]
+    l2_rd = [(occ_run * ig).sum(0) for ig in igs]
+    l2_wr = []
+    for t in ins:
+        size = 1
+        for v in t.dims:
+            size = size * dims[v]
+        l2_wr.append(size)
+    size = 1
+    for v in out_t.dims:
+        size = size * ((dims[v] - dims[OVERLAP[v]] + 1) if ctx.conv and v in OVERLAP else dims[v])
+    l2_rd.append(size)
+    l2_wr.append((occ * eg).sum(0))
+    psums, computed = (occ * pm).sum(0), (occ_run * pm).sum(0)
+    l1_rd = [computed, computed, psums]
+    l1_wr = l2_rd[:2] + [psums]      # MAESTRO: L1 writes of input and filter are their L2 reads
+    cd = np.maximum(compute, 1)
+    mx = np.maximum(sum(igs), eg)
+    offv = np.where(run, np.maximum(l2_req[2] // cd, (l2_req[0] + l2_req[1]) // cd), 0)
+    ran = run.any(1)   # MAESTRO's off-chip terms come from the cases some candidate runs
+    return dict(macs=computed, peak=np.where(run, mx // cd, 0).max(0, initial=0),
+                avg=np.where(total > 0, ((occ_run * mx) // cd).sum(0) / np.maximum(total, 1), 0.0),
+                l2_req=l2_req, l2_rd=l2_rd, l2_wr=l2_wr, l1_rd=l1_rd, l1_wr=l1_wr,
+                valid=~(run & (compute == 0)).any(0), recursed=run.any(0),
+                offchip=_offchip(S, grid, offv[ran], run[ran], np.nonzero(ran)[0]),
+                offchip_step=offv[ran].max(0) // 2 if ran.any() else np.zeros(len(total), np.int64))
+
+
+def _offchip(S: States, grid, vals: np.ndarray, runs: np.ndarray, cases: np.ndarray):
     """MAESTRO halves its running maximum after every top-level case: max_k v_k >> (K - rank_k)."""
-    if not offv:
+    n = runs.shape[1]
+    if not len(cases):
         return np.zeros(n, np.int64)
     order = _order_positions(S, grid)
     big = np.iinfo(np.int64).max
-    pos = np.stack([np.where(run, order[g], big) for g, run in offpos])
-    vals = np.stack(offv)
+    pos = np.where(runs, order[cases], big)
     ranks = pos.argsort(0).argsort(0)
     k = (pos != big).sum(0)
     shift = np.clip(k[None, :] - ranks, 0, 62)
     return np.where(pos != big, vals >> shift, 0).max(0)
-
-

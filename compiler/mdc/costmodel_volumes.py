@@ -1,0 +1,286 @@
+"""The cases of one cluster level and their per-PE volumes, all cases and candidates at once.
+
+Per cluster level, every directive has up to three iteration states (Init, Steady,
+Edge); a *case* picks one per directive and occurs ``prod(state counts)`` times
+(mdc-format.md §5).  The cases analysed are the product of the states any candidate
+has (a case absent for a candidate has occurrence 0).  Every quantity here is an array over
+the (case, candidate) pairs that occur, all cases of all candidates at once: what a case
+fixes (the state of each directive, its innermost changing directive) is taken per pair,
+and where MAESTRO branches on it per case, every branch is computed and selected per pair.
+
+The volumes are MAESTRO's per-PE tiles: the ingress of input and filter (only the new
+elements along the innermost changing directive), the egress of the output, the partial
+sums, each spread over the units of the level (the edge sub-clusters apart), and the tile
+extents of the level below.  Used by :mod:`compiler.mdc.costmodel_cases`.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from compiler.mdc.costmodel_levels import OVERLAP, VLevel, vdiv
+
+INIT, STEADY, EDGE = 0, 1, 2
+
+
+class States:
+    """Iteration states of every slot of a level for extents ``dims`` (arrays over N)."""
+
+    def __init__(self, lv: VLevel, dims: dict):
+        self.occ, self.unrolled, self.init_edge, self.ee, self.union = [], [], [], [], []
+        u = lv.units
+        for d in lv.slots:
+            m, o, e = d.size, d.ofs, dims[d.var]
+            occ = np.zeros((3,) + m.shape, np.int64)
+            ee = np.zeros((3,) + m.shape, bool)
+            if not d.spatial:
+                unrolled, init_edge = e <= m, e < m
+                nst = vdiv(e - m, o)
+                occ[STEADY] = np.where((m < e) & (nst > 0), nst, 0)
+                occ[EDGE] = (~(e < m) & (nst * o + m < e))
+            else:
+                cov = m + o * (u - 1)
+                unrolled, init_edge = e <= cov, e < cov
+                ee[INIT] = init_edge
+                nst = vdiv(vdiv(e - m, o) + 1, u) - 1
+                has_edge = ~(e <= cov) & ((nst + 1) * o * u + cov > e) & (nst * o * u + cov != e)
+                occ[STEADY] = np.where((cov < e) & (nst > 0), nst, 0)
+                rem = e - (nst + 1) * o * u
+                active = np.where(rem < m, 1, vdiv(rem - m, o) + 1)
+                ee[EDGE] = (active - 1) * o + m < rem
+                occ[EDGE] = ~init_edge & has_edge
+            occ[INIT] = 1
+            self.occ.append(occ)
+            self.unrolled.append(unrolled)
+            self.init_edge.append(init_edge)
+            self.ee.append(ee)
+            self.union.append([p for p in (INIT, STEADY, EDGE) if p == INIT or occ[p].any()])
+
+
+class LevelAt:
+    """What the per-PE volumes read of a level (units, edge sub-clusters, tile sizes) at the
+    candidates ``cand``; a dim's tiles are picked when first read."""
+
+    def __init__(self, lv: VLevel, cand: np.ndarray):
+        self.slots = lv.slots
+        self.units, self.edge_units = lv.units[cand], lv.edge_units[cand]
+        self.one = np.ones_like(self.units)
+        self.false = np.zeros_like(self.units, bool)
+        self._lv, self._cand, self._tiles = lv, cand, {}
+
+    def tiles(self, var: str) -> tuple[np.ndarray, ...]:
+        """:meth:`VLevel.tiles` at the candidates."""
+        got = self._tiles.get(var)
+        if got is None:
+            got = self._tiles[var] = tuple(a[self._cand] for a in self._lv.tiles(var))
+        return got
+
+
+class Cases:
+    """The cases of a level (``rows``: a state per slot, one row per case) at the (case,
+    candidate) pairs ``case``, ``cand``: their per-pair states and flags, and the level there."""
+
+    def __init__(self, lv: VLevel, S: States, rows: np.ndarray, case: np.ndarray,
+                 cand: np.ndarray):
+        self.lv = LevelAt(lv, cand)
+        eff = {d.var: j for j, d in enumerate(lv.slots)}   # a dim's state: its last slot's
+        self.pos = {v: rows[case, j] for v, j in eff.items()}
+        self.states = {v: set(rows[:, j].tolist()) for v, j in eff.items()}
+        self.edge, self.ee, self.unrolled = {}, {}, {}
+        for v, j in eff.items():
+            p = self.pos[v]
+            self.edge[v] = np.where(p == INIT, S.init_edge[j][cand], p == EDGE)
+            self.ee[v] = S.ee[j][p, cand]
+            self.unrolled[v] = (p == INIT) & S.unrolled[j][cand]
+        changing = np.full(len(rows), -1)   # per case, the innermost slot whose dim is not at Init
+        for j, d in enumerate(lv.slots):
+            changing = np.where(rows[:, eff[d.var]] != INIT, j, changing)
+        self.cidx = changing[case]
+        self.all_init = self.cidx == -1
+        self.slot = {d.var: d for d in reversed(lv.slots)}   # the first slot of each dim
+        self._in_state: dict = {}
+
+    def select(self, var: str, init, steady, edge):
+        """Per pair, ``init``, ``steady`` or ``edge`` by the state of ``var`` (only the states
+        some case has are looked at)."""
+        out = None
+        for state, value in ((EDGE, edge), (STEADY, steady), (INIT, init)):
+            if state in self.states[var]:
+                if out is None:
+                    out = value
+                    continue
+                mask = self._in_state.get((var, state))
+                if mask is None:
+                    mask = self._in_state[(var, state)] = self.pos[var] == state
+                out = np.where(mask, value, out)
+        return out
+
+
+def _pe_mapped(c: Cases, dims, first: bool, ee):
+    lv = c.lv
+    ret = lv.one
+    for d in lv.slots:
+        if d.var not in dims:
+            continue
+        mp, _, me, _, _ = lv.tiles(d.var)
+        e = c.edge[d.var]
+        if not d.spatial:
+            ret = ret * np.where(e, me, mp)
+        else:
+            one = (lv.edge_units == 1) & (first | ee)
+            f = np.where(one, me, np.where(lv.edge_units > 1, np.where(ee, me, mp), 1))
+            ret = ret * np.where(e, f, mp)
+    return ret
+
+
+def pe_ingress(c: Cases, dims, first: bool, ee):
+    """Elements of a tensor over ``dims`` one PE receives per case (the first PE or another,
+    ``ee``: the edge variant of the tile); all-Init: the whole mapped tile."""
+    lv = c.lv
+    inited = lv.false   # a dim inside the changing one restarts from Init: its whole tile is new
+    for i, d in enumerate(lv.slots):
+        if d.var in dims:
+            inited = inited | ((i > c.cidx) & (c.pos[d.var] == INIT) & ~c.unrolled[d.var])
+    ret = lv.one
+    changing = False
+    for i, d in enumerate(lv.slots):
+        if d.var not in dims:
+            continue
+        is_chg = c.cidx == i
+        changing = changing | is_chg
+        mp, un, me, ue, un1 = lv.tiles(d.var)
+        if not d.spatial:
+            init = np.where(c.edge[d.var], me, mp)
+            later = np.where(is_chg & ~inited, np.maximum(un, 1), mp)
+        else:
+            whole, new = np.where(ee, me, mp), np.where(ee, ue, un)
+            init = whole if first else np.where(i <= c.cidx, whole, new)
+            later = whole if first else np.where(is_chg & ~inited, new, whole)
+        ret = ret * c.select(d.var, init, later, later)
+    return np.where(c.all_init, _pe_mapped(c, dims, first, ee), np.where(changing, ret, 0))
+
+
+def pe_egress(c: Cases, dims, psum: bool, first: bool = True, ee=False, reuse_at_edge=True):
+    """Elements of a tensor over ``dims`` one PE sends per case; ``psum``: the partial sums it
+    computes (the tile of every other dim too)."""
+    lv = c.lv
+    ec = lv.edge_units
+    ret = lv.one
+    if psum:
+        for d in lv.slots:
+            if d.var in dims:
+                continue
+            e = c.edge[d.var]
+            mp, un, me, ue, un1 = lv.tiles(d.var)
+            rest = mp if first else un1
+            if not d.spatial:
+                ret = ret * np.where(e, me, mp)
+            else:
+                ret = ret * c.select(d.var, np.where(e & ee, me, rest), rest,
+                                     np.where((ec == 1) & (first | ee), me,
+                                              np.where(ec > 1, np.where(ee, ue, rest), 1)))
+    for dim in dims:
+        d = c.slot[dim]
+        e = c.edge[dim]
+        act = dim + "'" if dim in OVERLAP else dim
+        mp, un, me, ue, un1 = lv.tiles(act)
+        rest = mp if first else un1
+        if not d.spatial:
+            ret = ret * c.select(dim, np.where(e, me, mp), mp, me)
+        else:
+            inner = np.where(ec == 1, me, ue if reuse_at_edge else me)
+            ret = ret * c.select(dim, np.where(e & ee, inner, rest), rest,
+                                 np.where((ec == 1) & (first | ee), lv.tiles(dim)[2],
+                                          np.where(ec > 1, np.where(ee, ue, rest), 1)))
+    return ret
+
+
+def _sp_info(c: Cases, dims, all_spatial=False):
+    lv = c.lv
+    mapped, edge, sp = False, lv.false, None
+    for dim in dims:
+        d = c.slot[dim]
+        if d.spatial:
+            mapped, sp = True, dim
+            edge = edge | c.edge[dim]
+    if all_spatial:
+        for d in lv.slots:
+            if d.spatial:
+                mapped, sp = True, d.var
+                edge = edge | c.edge[d.var]
+    return mapped, edge, sp
+
+
+def spread(c: Cases, fn, dims):
+    """A per-PE volume ``fn(first, ee)`` summed over the units of the level: the full units,
+    and at the spatial edge the edge sub-clusters' own tiles."""
+    mapped, edge, sp = _sp_info(c, dims)
+    if not mapped:
+        return fn(True, False)
+    lv = c.lv
+    some = np.count_nonzero(edge)
+    plain = None if some and some == edge.size else fn(True, False) + (lv.units - 1) * fn(False, False)
+    if not some:        # no case of a candidate at the spatial edge
+        return plain
+    ec = lv.edge_units
+    ee = c.ee[sp]
+    n_ee = ee.astype(np.int64)
+    n_full = np.maximum(ec - n_ee - 1, 0)
+    at_edge = fn(True, (ec == 1) & ee) + np.where(ec > 1, n_full * fn(False, False)
+                                                   + n_ee * fn(False, True), 0)
+    return at_edge if plain is None else np.where(edge, at_edge, plain)
+
+
+def psum_map(c: Cases, dims, flat):
+    """The partial sums of the output over ``dims`` all units compute per case; ``flat`` is
+    :func:`pe_egress` of the first PE without the edge variant."""
+    mapped, edge, sp = _sp_info(c, dims, all_spatial=True)
+    lv = c.lv
+    plain = lv.units * flat
+    if not mapped or not edge.any():
+        return plain
+    ec = lv.edge_units
+    ee = c.ee[sp]
+    n_ee = ee.astype(np.int64)
+    at_edge = pe_egress(c, dims, True, True, (ec == 1) & ee) + np.where(
+        ec > 1, np.maximum(ec - n_ee - 1, 0) * flat
+        + n_ee * pe_egress(c, dims, True, False, True, False), 0)
+    return np.where(edge, at_edge, plain)
+
+
+def critical_psums(c: Cases, dims, flat):
+    """The partial sums of the busiest PE per case (``flat`` as in :func:`psum_map`)."""
+    mapped, edge, sp = _sp_info(c, dims)
+    if not mapped or not edge.any():
+        return flat
+    ee = (c.lv.edge_units == 1) & c.ee[sp]
+    return np.where(edge, pe_egress(c, dims, True, True, ee), flat)
+
+
+def sub_extents(lv: VLevel, S: States, ee: bool) -> dict:
+    """The extents the level below works on: per dim, the slot whose state decides it and its
+    values (over N) in each state (Init, Steady, Edge); ``ee``: the edge sub-cluster's."""
+    ec1 = (lv.edge_units == 1) | ee
+    last = {d.var: j for j, d in enumerate(lv.slots)}   # a dim's state: its last slot's
+    out: dict = {}
+    for d in lv.slots:
+        if d.var in out:
+            continue
+        j = last[d.var]
+        init_edge, mp, me = S.init_edge[j], lv.mapped[d.var], lv.medge[d.var]
+        if not d.spatial:
+            per_state = (np.where(init_edge, me, mp), mp, me)
+        else:
+            per_state = (np.where(init_edge & ec1, me, mp), mp, np.where(ec1, me, mp))
+        out[d.var] = (j, per_state)
+    return out
+
+
+def sub_dims(ext: dict, conv: bool) -> dict:
+    """Extents ``ext`` of the level below (dim -> array) with the output-side Y'/X' of a
+    convolution, all at least 1."""
+    out = dict(ext)
+    if conv:
+        for v in ext:
+            if v in OVERLAP and v + "'" not in out:
+                out[v + "'"] = out[v] - out[OVERLAP[v]] + 1
+    return {k: np.maximum(v, 1) for k, v in out.items()}
