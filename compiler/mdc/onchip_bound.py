@@ -71,6 +71,7 @@ class RuntimeBound:
         self.view, self.l2_tile, self.dram_order, self.hw = view, l2_tile, dram_order, hw
         self._fills: dict[tuple, int] = {}
         self._level0: dict[tuple | None, tuple] = {}   # (dim, tile) or None -> what _fill reads
+        self._computes: dict[tuple, int] = {}
 
     def __call__(self, choice: OnchipChoice) -> int:
         return self.many([choice])[0]
@@ -82,7 +83,14 @@ class RuntimeBound:
             self._build([h for h in heads if h is not None and h[0] == dim])
         if None in heads:
             self._build([None])
-        return [compute_bound(self.view, self.l2_tile, c, self.hw) + self.first_fill(c) for c in choices]
+        return [self._compute(c.spatial, c.merged, c) + self.first_fill(c) for c in choices]
+
+    def _compute(self, spatial: tuple, merged: bool, choice: OnchipChoice) -> int:
+        """:func:`compute_bound`, once per spatial structure (all it depends on besides the plan)."""
+        key = (spatial, merged)
+        if key not in self._computes:
+            self._computes[key] = compute_bound(self.view, self.l2_tile, choice, self.hw)
+        return self._computes[key]
 
     def first_fill(self, choice: OnchipChoice) -> int:
         """The NoC delay of the top level's first case (the fill part of the bound)."""

@@ -71,6 +71,14 @@ def score_choices(view: MdcView, l2_tile: dict[str, int], dram_order: tuple[str,
     for i, c in enumerate(choices):
         groups.setdefault((tuple(s.dim for s in c.spatial), c.inner_order, c.merged), []).append(i)
     plan = list(groups.values())
+    known: dict[tuple, int] = {}
+
+    def busy_of(i: int) -> int:     # (it depends on the spatial levels and the L2 tile only)
+        c = choices[i]
+        key = (c.spatial, c.merged) if l2_tiles is None else (c.spatial, c.merged, tuple(per[i].items()))
+        if key not in known:
+            known[key] = busy_pes(view, per[i], c, hw.num_pes)
+        return known[key]
     if bounds is not None:
         plan.sort(key=lambda members: (min(bounds[i] for i in members), members[0]))
     scored = pruned = 0
@@ -92,7 +100,7 @@ def score_choices(view: MdcView, l2_tile: dict[str, int], dram_order: tuple[str,
         sizes = np.stack([p[0] for p in pairs], axis=1)
         offsets = np.stack([p[1] for p in pairs], axis=1)
         clusters = tiles[:, [j for j, s in enumerate(slots) if s.kind == "C"]]
-        busy = np.array([busy_pes(view, per[i], choices[i], hw.num_pes) for i in members], np.int64)
+        busy = np.array([busy_of(i) for i in members], np.int64)
         for start in range(0, len(members), batch):
             if deadline is not None and time.perf_counter() > deadline:
                 return Scores(scored, runtime, energy, fits, bw_over, pruned)
