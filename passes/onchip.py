@@ -230,11 +230,12 @@ def rank(scores, objective: str, priced: bool = False) -> list[int]:
 
 
 def search(ctx: Context, offchip, keep: float = OPTIONS.keep_utilization,
-           max_structures: int = OPTIONS.max_structures) -> OnchipResult | None:
+           max_structures: int = OPTIONS.max_structures, memo: dict | None = None) -> OnchipResult | None:
     """The best on-chip point for one off-chip plan, or None if no candidate fits L1 and L2.
 
     ``keep``/``max_structures``: array structures within ``keep`` of the best spatial utilisation
-    are searched, at most ``max_structures`` of them."""
+    are searched, at most ``max_structures`` of them.  ``memo``: the scores of earlier searches of
+    the same plan, by choice (:func:`compiler.mdc.scoring.score_choices`)."""
     op, target = ctx.op, ctx.target
     view = MdcView(chiplet_op(op, offchip), ctx.mdc_form)
     l2_tile, dram_order = dict(offchip.l2_tile), tuple(offchip.order)
@@ -281,7 +282,7 @@ def search(ctx: Context, offchip, keep: float = OPTIONS.keep_utilization,
     bounds = bound.many(candidates) if bound else None
     deadline = time.perf_counter() + ctx.options.time_limit_s
     scores = score_choices(view, l2_tile, dram_order, candidates, hw, deadline=deadline, bounds=bounds,
-                           cutoff=lambda s: best_within(s, priced))
+                           cutoff=lambda s: best_within(s, priced), memo=memo)
     complete = scores.complete
     order = rank(scores, ctx.options.objective, priced)
     if not order:
@@ -316,7 +317,8 @@ def search(ctx: Context, offchip, keep: float = OPTIONS.keep_utilization,
             # (a neighbour whose bound is above the current runtime cannot be the next step)
             near_scores = score_choices(view, l2_tile, dram_order, near, hw, deadline=deadline,
                                         bounds=bound.many(near) if bound else None,
-                                        cutoff=lambda s, k=found[current]: k[1] if k[0] == 1.0 else None)
+                                        cutoff=lambda s, k=found[current]: k[1] if k[0] == 1.0 else None,
+                                        memo=memo)
             complete &= near_scores.complete
             refined += len(near)
             found.update({c: k for c, k in zip(near, keys(near_scores, ctx.options.objective, priced))
@@ -347,13 +349,14 @@ def best_for(ctx: Context, offchip) -> OnchipResult | None:
     :func:`search`, and when nothing (or only a point more than ``OPTIONS.replan_above`` slower than the
     fastest) is within the bandwidth and pruning left structures out, the wider space of every
     array structure's top (up to ``OPTIONS.wide_structures``) too, whose best is taken if it is
-    within the bandwidth and better."""
-    result = search(ctx, offchip)
+    within the bandwidth and better.  The second search scores only what the first did not."""
+    memo: dict = {}
+    result = search(ctx, offchip, memo=memo)
     if (result is not None and result.structures_kept < result.structures
             and (not result.within_bw or result.bandwidth_cost > OPTIONS.replan_above)):
         # Nothing (or only a much slower point) within the bandwidth: the busiest
         # structures starve the NoC or DRAM, so look further down the utilisation ranking.
-        wide = search(ctx, offchip, OPTIONS.wide_keep, OPTIONS.wide_structures)
+        wide = search(ctx, offchip, OPTIONS.wide_keep, OPTIONS.wide_structures, memo)
         if wide is not None and wide.within_bw and (not result.within_bw or objective_key(
                 wide.metrics.runtime_cycles, wide.metrics.energy_mac_units, ctx.options.objective)
                 < objective_key(result.metrics.runtime_cycles, result.metrics.energy_mac_units,

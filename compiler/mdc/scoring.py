@@ -52,7 +52,8 @@ def score_choices(view: MdcView, l2_tile: dict[str, int], dram_order: tuple[str,
                   choices: list[OnchipChoice], hw: HwConfig, *, deadline: float | None = None,
                   batch: int = 8192, bounds: list[int] | None = None,
                   l2_tiles: list[dict[str, int]] | None = None,
-                  cutoff: Callable[[Scores], float | None] | None = None) -> Scores:
+                  cutoff: Callable[[Scores], float | None] | None = None,
+                  memo: dict | None = None) -> Scores:
     """Score every choice (see :class:`Scores` for what ``fits`` and ``bw_over`` mean).
 
     ``fits`` asks, besides exact MACs and L1/L2, for a compute delay that gives every MAC a cycle
@@ -60,7 +61,10 @@ def score_choices(view: MdcView, l2_tile: dict[str, int], dram_order: tuple[str,
     all PEs), so that :mod:`compiler.mdc.onchip_bound`'s bound holds for every fitting choice.
     With ``bounds`` and ``cutoff`` (see the module docstring) candidates are pruned; ``cutoff`` is
     called with the scores so far before each template.  ``l2_tiles``: a top-level step (L2 tile)
-    per choice instead of ``l2_tile`` for all (sizes of the same template, so they batch alike)."""
+    per choice instead of ``l2_tile`` for all (sizes of the same template, so they batch alike).
+    ``memo`` (with one ``l2_tile`` for all): what earlier calls for the same plan (``l2_tile``,
+    ``dram_order``, ``hw``) scored, by choice; choices found there are not scored again and those
+    scored here are added (the model is deterministic: the same scores and pruning, less work)."""
     per = l2_tiles if l2_tiles is not None else [l2_tile] * len(choices)
     n = len(choices)
     runtime = np.full(n, np.iinfo(np.int64).max, np.int64)
@@ -91,6 +95,14 @@ def score_choices(view: MdcView, l2_tile: dict[str, int], dram_order: tuple[str,
                 members = kept
                 if not members:
                     continue
+        if memo is not None:
+            again = [i for i in members if choices[i] in memo]
+            for i in again:
+                runtime[i], energy[i], fits[i], bw_over[i] = memo[choices[i]]
+            scored += len(again)
+            members = [i for i in members if choices[i] not in memo]
+            if not members:
+                continue
         c0 = choices[members[0]]
         slots = layer_slots(view, dram_order, tuple(s.dim for s in c0.spatial), c0.inner_order, c0.merged)
         template = template_from_layer(build_layer(view, l2_tile, dram_order, c0, "t"))[0]
@@ -114,6 +126,8 @@ def score_choices(view: MdcView, l2_tile: dict[str, int], dram_order: tuple[str,
                          & runtime_counts_every_mac(m.compute_delay_cycles, m.macs, busy[part], hw.macs_per_pe))
             bw_over[idx] = np.maximum(m.noc_bw_required / hw.noc_bw, m.offchip_bw_required / hw.offchip_bw)
             scored += len(idx)
+            if memo is not None:
+                memo.update((choices[i], (runtime[i], energy[i], fits[i], bw_over[i])) for i in idx)
     return Scores(scored, runtime, energy, fits, bw_over, pruned)
 
 
