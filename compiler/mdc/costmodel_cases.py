@@ -57,10 +57,12 @@ def case_order(counts: list[int]) -> list[tuple[int, ...]]:
 
 
 class _Ctx:
-    """What every level's analysis of one batch shares."""
+    """What every level's analysis of one batch shares (the input tensors and the output)."""
 
     def __init__(self, levels, tensors, conv, hw: HwConfig):
         self.levels, self.tensors, self.conv, self.hw = levels, tensors, conv, hw
+        self.ins = [t for t in tensors if t.is_input]
+        self.out_t = next(t for t in tensors if not t.is_input)
 
 
 def analyze(levels: list[VLevel], tensors, conv: bool, hw: HwConfig, full: dict) -> dict:
@@ -73,9 +75,8 @@ def analyze(levels: list[VLevel], tensors, conv: bool, hw: HwConfig, full: dict)
 def _take(lv: VLevel, idx: np.ndarray) -> VLevel:
     """Level ``lv`` of the candidates ``idx`` (repeated as often as they occur)."""
     at = lambda m: {k: v[idx] for k, v in m.items()}  # noqa: E731
-    return VLevel(lv.units[idx],
-                  [VDir(d.spatial, d.var, d.size[idx], d.ofs[idx]) for d in lv.slots], at(lv.dims), lv.edge_units[idx], at(lv.mapped), at(lv.unique), at(lv.medge),
-                  at(lv.uedge))
+    return VLevel(lv.units[idx], [VDir(d.spatial, d.var, d.size[idx], d.ofs[idx]) for d in lv.slots],
+                  at(lv.dims), lv.edge_units[idx], at(lv.mapped), at(lv.unique), at(lv.medge), at(lv.uedge))
 
 
 def _hw_take(hw: HwConfig, idx: np.ndarray) -> HwConfig:
@@ -173,8 +174,7 @@ def _analyze(ctx: _Ctx, li: int, idx: np.ndarray, dims: dict) -> dict:
         out[case, cand] = v
         return out
 
-    ins = [t for t in ctx.tensors if t.is_input]
-    out_t = [t for t in ctx.tensors if not t.is_input][0]
+    ins, out_t = ctx.ins, ctx.out_t
     eg = dense(spread(c, lambda f, e: pe_egress(c, out_t.dims, False, f, e), out_t.dims))
     flat = pe_egress(c, out_t.dims, True)
     crit = dense(critical_psums(c, out_t.dims, flat))
@@ -222,8 +222,7 @@ def _analyze(ctx: _Ctx, li: int, idx: np.ndarray, dims: dict) -> dict:
 def _top_totals(ctx: _Ctx, S: States, grid, dims, occ, occ_run, run, eg, igs, pm, compute,
                 l2_req, total) -> dict:
     """The top level's traffic, access counts, NoC and off-chip bandwidth over its cases."""
-    ins = [t for t in ctx.tensors if t.is_input]
-    out_t = [t for t in ctx.tensors if not t.is_input][0]
+    ins, out_t = ctx.ins, ctx.out_t
     l2_rd = [(occ_run * ig).sum(0) for ig in igs]
     l2_wr = []
     for t in ins:

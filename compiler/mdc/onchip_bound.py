@@ -83,22 +83,21 @@ class RuntimeBound:
             self._build([h for h in heads if h is not None and h[0] == dim])
         if None in heads:
             self._build([None])
-        return [self._compute(c.spatial, c.merged, c) + self.first_fill(c) for c in choices]
+        return [self._compute(c) + self._first_fill(c) for c in choices]
 
-    def _compute(self, spatial: tuple, merged: bool, choice: OnchipChoice) -> int:
+    def _compute(self, choice: OnchipChoice) -> int:
         """:func:`compute_bound`, once per spatial structure (all it depends on besides the plan)."""
-        key = (spatial, merged)
+        key = (choice.spatial, choice.merged)
         if key not in self._computes:
             self._computes[key] = compute_bound(self.view, self.l2_tile, choice, self.hw)
         return self._computes[key]
 
-    def first_fill(self, choice: OnchipChoice) -> int:
-        """The NoC delay of the top level's first case (the fill part of the bound)."""
+    def _first_fill(self, choice: OnchipChoice) -> int:
+        """The NoC delay of the top level's first case (the fill part of the bound); level 0 of
+        the choice's first spatial level is built already (:meth:`many`)."""
         below = math.prod(lvl.units for lvl in (choice.spatial[1:] if choice.merged else choice.spatial))
         key = (_head(choice), below)
         if key not in self._fills:
-            if key[0] not in self._level0:
-                self._build([key[0]])
             self._fills[key] = self._fill(*self._level0[key[0]], max(self.hw.num_pes // below, 1))
         return self._fills[key]
 

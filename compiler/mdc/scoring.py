@@ -65,6 +65,8 @@ def score_choices(view: MdcView, l2_tile: dict[str, int], dram_order: tuple[str,
     ``memo`` (with one ``l2_tile`` for all): what earlier calls for the same plan (``l2_tile``,
     ``dram_order``, ``hw``) scored, by choice; choices found there are not scored again and those
     scored here are added (the model is deterministic: the same scores and pruning, less work)."""
+    if memo is not None and l2_tiles is not None:
+        raise ValueError("score_choices: a memo is by choice, for one L2 tile of all of them")
     per = l2_tiles if l2_tiles is not None else [l2_tile] * len(choices)
     n = len(choices)
     runtime = np.full(n, np.iinfo(np.int64).max, np.int64)
