@@ -16,7 +16,7 @@ from compiler.context import Options
 from compiler.mdc.syntax import print_layer
 from compiler.mdc.lowering import (MdcView, build_file, build_layer, chiplet_hw, chiplet_op,
                                    mdc_mapping)
-from compiler.mdc.onchip_space import inner_choices, spatial_structures, whole_space
+from compiler.mdc.onchip_space import inner_choices, inner_orders, spatial_structures, whole_space
 from compiler.pipeline import run_pipeline
 from conftest import EXAMPLES, SMALL_TARGET
 from passes.decompose import compile_part
@@ -49,8 +49,10 @@ def _candidates(ctx, target, structures=None, per_structure=None):
     l2_tile = dict(ctx.offchip.l2_tile)
     out = []
     for s in spatial_structures(view, l2_tile, target.num_pes, target.spatial_roles)[:structures]:
-        out += inner_choices(view, l2_tile, s, chiplet_hw(target, 1).l1_size)[0][:per_structure]
-    return out
+        # every stationarity order (the search keeps one of those that only move single-step loops)
+        out += [replace(c, inner_order=o) for c in inner_choices(view, l2_tile, s, chiplet_hw(target, 1).l1_size)[0]
+                for o in inner_orders(view, s.levels[-1].dim)][:per_structure]
+    return list(dict.fromkeys(out))
 
 
 @pytest.mark.parametrize("name", sorted(SMALL_OPS))

@@ -26,10 +26,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .costmodel import evaluate_batch, runtime_counts_every_mac, template_from_layer
+from .costmodel import evaluate_batch, runtime_counts_every_mac
 from .hw import HwConfig
 from .syntax import MdcLayer, cluster, make_layer
-from .lowering import MdcView
+from .lowering import MdcView, view_template
 from .onchip_space import spreadable_dims
 
 
@@ -107,17 +107,16 @@ def full_space_bests(view: MdcView, hws: list[HwConfig], allowed_roles: tuple[st
             clusters = np.tile(all_cl, (len(rows), 1))
             owner = np.tile(which, len(rows))
             col = {(lv, d): lv * len(dims) + i for lv in range(depth) for i, d in enumerate(dims)}
-            directives, sizes, offs = [], [], []
+            items, sizes, offs = [], [], []
             for lv in range(depth):
                 if lv:
-                    directives.append(cluster(int(clusters[0, lv - 1])))
+                    items.append(("C", ""))
                 for d in orders[lv]:
-                    directives.append(view.directive(d, int(tiles[0, col[lv, d]]), d == sp[lv]))
+                    items.append(("S" if d == sp[lv] else "T", d))
                     s, o = view.size_offset(d, tiles[:, col[lv, d]])
                     sizes.append(s)
                     offs.append(o)
-            layer = make_layer("full", view.form.layer_type, view.declared(), directives, view.stride_block())
-            template = template_from_layer(layer)[0]
+            template = view_template(view, items)
             sizes_a, offs_a = np.stack(sizes, axis=1), np.stack(offs, axis=1)
             for start in range(0, len(tiles), batch):
                 part = slice(start, start + batch)

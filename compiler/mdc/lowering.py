@@ -29,6 +29,7 @@ from targets import Target
 from ..context import MdcForm
 from ..frontend import resize
 from .commands import hw_from_target
+from .costmodel_levels import MappingTemplate
 from ..errors import ConformanceError
 from ..ir import Op, OpMapping, Window, build_mapping
 from .hw import HwConfig
@@ -218,6 +219,14 @@ def slot_tiles(slots: tuple[Slot, ...], l2_tile: dict[str, int], choice: OnchipC
         else:
             out.append(chunk[innermost if s.level == innermost else s.level][s.dim])
     return out
+
+
+def view_template(view: MdcView, items) -> MappingTemplate:
+    """The cost model's template (layer header and directive kinds) of a dataflow over ``view``'s
+    op: ``items`` is (kind, op dim) per directive, ``T``, ``S`` or ``C`` (a Cluster: no dim); the
+    sizes come per candidate (``view.size_offset``)."""
+    header = make_layer("t", view.form.layer_type, view.declared(), (), view.stride_block())
+    return MappingTemplate(header, tuple(("C", "") if k == "C" else (k, view.mdc_dim(d)) for k, d in items))
 
 
 def build_layer(view: MdcView, l2_tile: dict[str, int], dram_order: tuple[str, ...], choice: OnchipChoice,

@@ -35,10 +35,9 @@ import math
 
 import numpy as np
 
-from .costmodel_levels import build_levels, template_from_layer
+from .costmodel_levels import build_levels
 from .hw import HwConfig
-from .lowering import MdcView, OnchipChoice, layer_slots
-from .syntax import make_layer
+from .lowering import MdcView, OnchipChoice, layer_slots, view_template
 from .onchip_space import level_chunks
 
 
@@ -108,14 +107,9 @@ class RuntimeBound:
         slots = layer_slots(view, self.dram_order, (dim,) if dim else (), (), merged=dim is not None)
         rows = np.array([[h[1] if s.kind == "S" and dim else self.l2_tile[s.dim] for s in slots] for h in heads],
                         np.int64)
-        layer = make_layer("bound", view.form.layer_type, view.declared(),
-                           [view.directive(s.dim, int(t), s.kind == "S") for s, t in zip(slots, rows[0])],
-                           view.stride_block())
-        template, first_sizes, first_offsets, _ = template_from_layer(layer)
-        sizes, offsets = np.repeat(first_sizes, len(heads), 0), np.repeat(first_offsets, len(heads), 0)
-        for j, s in enumerate(slots):   # (filter taps are whole: their columns stay as resolved)
-            if view.mdc_dim(s.dim) not in ("R", "S"):
-                sizes[:, j], offsets[:, j] = view.size_offset(s.dim, rows[:, j])
+        template = view_template(view, [(s.kind, s.dim) for s in slots])
+        pairs = [view.size_offset(s.dim, rows[:, j]) for j, s in enumerate(slots)]
+        sizes, offsets = (np.stack([p[k] for p in pairs], axis=1) for k in (0, 1))
         levels, tensors, full, _, _ = build_levels(template.layer, template.items, sizes, offsets,
                                                    np.zeros((len(heads), 0), np.int64), self.hw.num_pes)
         first: dict = {}

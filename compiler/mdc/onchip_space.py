@@ -10,7 +10,8 @@ Candidates are generated in two layers so that pruning reasons can be stated and
    level); structures far below the best are pruned (*utilisation*).
 2. **per-PE tiles and orders** (:func:`inner_choices`): per non-spatial dim a tile from
    ``{1, 2, 4, ..., chunk}``; tilings whose double-buffered L1 footprint exceeds L1 are pruned
-   (*capacity*); a handful of loop orders (stationarity patterns) per tiling.
+   (*capacity*); a handful of loop orders (stationarity patterns) per tiling, those that differ
+   only in where single-step loops sit counted once (:func:`stepping`).
 """
 from __future__ import annotations
 
@@ -273,12 +274,24 @@ def inner_choices(view: MdcView, l2_tile: dict[str, int], structure: Structure, 
         tile = level_chunks(l2_tile, structure.levels)
         return [OnchipChoice(structure.levels, tuple((d, tile[d]) for d in view.dims),
                              inner_orders(view, inner)[0], True)], 1
-    fits, tried = _fitting_tiles(view, level_chunks(l2_tile, structure.levels), inner, l1_elements,
-                                 _tile_options)
+    chunk = level_chunks(l2_tile, structure.levels)
+    fits, tried = _fitting_tiles(view, chunk, inner, l1_elements, _tile_options)
     orders = inner_orders(view, inner)[:max_orders]
-    tiles = [tuple((d, t[d]) for d in view.dims) for t in fits]
-    choices = [OnchipChoice(structure.levels, t, order, structure.merged) for t in tiles for order in orders]
+    choices = []
+    for t in fits:
+        # Orders that differ only in where single-step loops sit are one candidate (the model
+        # gives them the same numbers): the first of each is kept, as a tie would pick it.
+        distinct = {stepping(order, t, chunk): order for order in reversed(orders)}
+        tile = tuple((d, t[d]) for d in view.dims)
+        choices += [OnchipChoice(structure.levels, tile, order, structure.merged)
+                    for order in orders if distinct[stepping(order, t, chunk)] is order]
     return choices, tried
+
+
+def stepping(order: tuple[str, ...], tile: dict[str, int], chunk: dict[str, int]) -> tuple[str, ...]:
+    """The loops of ``order`` that take more than one step (per-PE tile below the chunk): only
+    their relative order changes what MAESTRO counts; a single-step loop can sit anywhere."""
+    return tuple(d for d in order if tile[d] < chunk[d])
 
 
 def whole_space(view: MdcView, l2_tile: dict[str, int], num_pes: int, allowed_roles: tuple[str, ...] | None,
@@ -367,7 +380,7 @@ def neighbours(view: MdcView, l2_tile: dict[str, int], choice: OnchipChoice, l1_
             if v != lvl.tile:
                 levels = choice.spatial[:i] + (SpatialLevel(lvl.dim, lvl.units, v),) + choice.spatial[i + 1:]
                 add(levels, l1, choice.inner_order)
-    steps = [d for d in choice.inner_order if l1[d] < chunk[d]]
+    steps = list(stepping(choice.inner_order, l1, chunk))
     single = [d for d in choice.inner_order if d not in steps]
     for i in range(len(steps) - 1):
         perm = list(steps)

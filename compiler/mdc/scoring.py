@@ -18,9 +18,9 @@ from typing import Callable
 
 import numpy as np
 
-from .costmodel import evaluate_batch, runtime_counts_every_mac, template_from_layer
+from .costmodel import evaluate_batch, runtime_counts_every_mac
 from .hw import HwConfig
-from .lowering import MdcView, OnchipChoice, build_layer, layer_slots, slot_tiles
+from .lowering import MdcView, OnchipChoice, layer_slots, slot_tiles, view_template
 from .onchip_bound import busy_pes
 
 
@@ -107,7 +107,7 @@ def score_choices(view: MdcView, l2_tile: dict[str, int], dram_order: tuple[str,
                 continue
         c0 = choices[members[0]]
         slots = layer_slots(view, dram_order, tuple(s.dim for s in c0.spatial), c0.inner_order, c0.merged)
-        template = template_from_layer(build_layer(view, l2_tile, dram_order, c0, "t"))[0]
+        template = view_template(view, [(s.kind, s.dim) for s in slots])
         tiles = np.array([slot_tiles(slots, per[i], choices[i]) for i in members], np.int64)
         maps = [j for j, s in enumerate(slots) if s.kind != "C"]
         pairs = [view.size_offset(slots[j].dim, tiles[:, j]) for j in maps]
