@@ -18,7 +18,10 @@ Decides:  the plans (:mod:`compiler.decomposition`) that write the op as parts a
           does not fit into tap groups.  Identical parts are compiled once, plans in the order of
           a lower bound on their runtime (:func:`compiler.mdc.parts.lower_bound`); for
           ``--objective latency`` a plan whose bound is no better than a compiled plan is not
-          compiled.
+          compiled.  When parts that add into the same output, each compiled with all of L2,
+          leave it no room there (so the partial sums go to DRAM and back), the parts are
+          compiled again with the output's bytes kept free, and the cheaper of the two is the
+          plan's cost (MobileNetV2 b4_first_dw on edge: 17,596 -> 10,916 cycles).
 Leaves:   ``ctx.decomposition`` (the plans tried, their runtimes); when a plan of several parts
           wins, also ``ctx.lowered`` (one ``.m`` with a layer per part, metrics of the whole,
           see :mod:`compiler.mdc.parts`), the artefacts and stage LOWERED, so the per-op passes
@@ -186,6 +189,29 @@ def compile_part(ctx: Context, op: Op) -> Context:
     return sub
 
 
+def _compile_parts(ctx: Context, plan: Plan, target, compiled: dict) -> list:
+    """Each part of ``plan`` compiled for ``target`` (or the error it raised), each distinct
+    part once per target's L2 (``compiled`` remembers them)."""
+    out = []
+    for p in plan.parts:
+        key = (_shape(p.op), target.l2_bytes)
+        if key not in compiled:
+            try:
+                compiled[key] = compile_part(replace(ctx, target=target), p.op)
+            except MapcError as e:
+                compiled[key] = e
+        out.append(compiled[key])
+    return out
+
+
+def _room(ctx: Context, rereads: list[tuple[int, int]]):
+    """The target with L2 less the most output elements a part adds partial sums to (so that
+    they stay in L2 beside any part's tiles), or None when nothing would be left."""
+    written = max((w for r, w in rereads if r), default=0)
+    left = ctx.target.l2_bytes - written * ctx.op.output.element_bytes
+    return replace(ctx.target, l2_bytes=left) if written and left > 0 else None
+
+
 def run(ctx: Context) -> Context:
     """Compile the plans in order of their lower bounds (skipping, for latency, those whose bound
     is no better than a plan already compiled), keep the best."""
@@ -201,34 +227,39 @@ def run(ctx: Context) -> Context:
     bounds_ = [lower_bound(op, plan, r, ctx.target) for plan, r in zip(tried, rereads)]
     compiled: dict[tuple, Context | MapcError] = {}
     costs: list[PlanCost | None] = [None] * len(tried)
+    parts_of: list[list] = [[] for _ in tried]    # per plan, its parts' compiled contexts
     fastest = None
+
+    def cost_key(c: PlanCost) -> tuple:
+        return objective_key(c.runtime_cycles, c.energy_mac_units, objective)
+
     for i in sorted(range(len(tried)), key=lambda i: (bounds_[i], i)):
         plan = tried[i]
         if objective == "latency" and fastest is not None and bounds_[i] >= fastest:
             costs[i] = PlanCost(lower_bound_cycles=bounds_[i], skipped=True)
             continue
         assert_exact(op, plan.parts)
-        for p in plan.parts:
-            key = _shape(p.op)
-            if key not in compiled:
-                try:
-                    compiled[key] = compile_part(ctx, p.op)
-                except MapcError as e:
-                    compiled[key] = e
-        costs[i] = plan_cost(op, [compiled[_shape(p.op)] for p in plan.parts], rereads[i], bounds_[i], ctx)
+        parts_of[i] = _compile_parts(ctx, plan, ctx.target, compiled)
+        costs[i] = plan_cost(op, parts_of[i], rereads[i], bounds_[i], ctx)
+        if costs[i].error is None and not costs[i].partial_sums_in_l2 and (room := _room(ctx, rereads[i])):
+            # The parts' L2 tiles leave no room for the partial sums, which then go to DRAM and
+            # back: compiled again with that room kept free, the cheaper of the two is the plan's.
+            again = _compile_parts(ctx, plan, room, compiled)
+            cost = plan_cost(op, again, rereads[i], bounds_[i], ctx)
+            if cost.error is None and cost_key(cost) < cost_key(costs[i]):
+                parts_of[i], costs[i] = again, replace(cost, l2_kept_free=ctx.target.l2_bytes - room.l2_bytes)
         if costs[i].error is None:
             runtime = costs[i].runtime_cycles
             fastest = runtime if fastest is None else min(fastest, runtime)
     ok = [i for i, c in enumerate(costs) if c.error is None and not c.skipped]
     if not ok:
         raise next(c.error for c in costs if c.error is not None)
-    best = min(ok, key=lambda i: (objective_key(costs[i].runtime_cycles, costs[i].energy_mac_units, objective),
-                                  len(tried[i].parts), i))
+    best = min(ok, key=lambda i: (cost_key(costs[i]), len(tried[i].parts), i))
     record = Decomposition(tried[best], tuple(zip(tried, costs)))
     ctx = ctx.note_search("decompose", len(tried), None)
     if tried[best].kind == "as-written":
         return replace(ctx, decomposition=record)
-    parts = [compiled[_shape(p.op)] for p in tried[best].parts]
+    parts = parts_of[best]
     record = replace(record, mappings=tuple(c.mapping for c in parts))
     text, hw_text, metrics, layers = combine(ctx, tried[best], parts, costs[best])
     lowered = MdcOutput(text, hw_text, metrics, bounds(ctx, sum(touched_elements(op))), layers)

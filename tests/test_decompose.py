@@ -20,8 +20,10 @@ from compiler.mdc.hw import parse_hw
 from compiler.mdc.parser import parse_mdc
 from compiler.pipeline import run_pipeline
 from passes.conformance import conform
-from passes.decompose import plans
-from targets import load_target
+from compiler.mdc.parts import plan_cost, plan_rereads
+from conftest import SMALL_TARGET
+from passes.decompose import compile_part, plans
+from targets import load_target, parse_target
 
 
 def _points(op: Op) -> dict[str, np.ndarray]:
@@ -200,6 +202,27 @@ def test_every_kind_compiles_exactly(compiled, kind, target):
         assert len(mdc.layers) >= len(parts) and low.metrics["parts"] == len(parts)
         assert low.metrics["runtime_cycles"] >= sum(m.runtime_cycles for m in per_layer)
     assert low.metrics["runtime_cycles"] >= low.bounds["compute_cycles"]
+
+
+def test_partial_sums_keep_their_room_in_l2():
+    """Four stride-1 phases add into one output that fits L2, but compiled with all of L2 their
+    tiles leave no room for it, so the partial sums go to DRAM and back; compiled again with the
+    output's bytes kept free, they stay in L2 and the plan is faster."""
+    target = parse_target(SMALL_TARGET, "small.yaml")
+    op = build_op("dw", "O[n,c,p,q] += I[n,c,2*p+r,2*q+s] * W[c,r,s]", dict(n=1, c=16, p=14, q=14, r=3, s=3),
+                  "int8")
+    ctx = run_pipeline(Path("dw.yaml"), target, op=op)
+    plan, cost = next((p, c) for p, c in ctx.decomposition.tried if p.kind == "phases")
+    assert ctx.decomposition.chosen is plan and ctx.lowered.metrics["runtime_cycles"] == cost.runtime_cycles
+    written = 16 * 14 * 14      # int8 output elements, one byte each
+    assert cost.partial_sums_in_l2 and cost.l2_kept_free == written
+    assert ctx.lowered.metrics["l2_elements"] <= target.l2_bytes - written
+    alone = plan_cost(op, [compile_part(ctx, p.op) for p in plan.parts], plan_rereads(op, plan),
+                      cost.lower_bound_cycles, ctx)
+    assert not alone.partial_sums_in_l2 and alone.partial_sum_cycles > 0
+    assert cost.runtime_cycles < alone.runtime_cycles
+    # the file is for the target as it is: the parts' smaller L2 stays in their search
+    assert f"l2_size_cstr: {target.l2_bytes}" in ctx.lowered.hw_text
 
 
 def test_stem_plans_on_edge_are_all_exact():

@@ -19,7 +19,8 @@ from .costmodel import evaluate_file
 from ..decomposition import Plan, coverage_map
 from ..errors import MapcError
 from ..ir import AffineIndex, Op
-from .hw import parse_hw
+from .hw import parse_hw, print_hw
+from .lowering import chiplet_hw
 from .parser import parse_mdc
 from .syntax import MdcFile, MdcLayer, print_mdc
 from .commands import hw_from_target
@@ -36,6 +37,7 @@ class PlanCost:
     partial_sums_in_l2: bool = True
     partial_sum_cycles: int = 0         # DRAM time of the re-reads, added to the parts' runtimes
     lower_bound_cycles: int = 0         # see lower_bound(); a plan whose bound is no better is not compiled
+    l2_kept_free: int = 0               # L2 bytes the parts were compiled without, for the partial sums
     error: MapcError | None = None
     skipped: bool = False
 
@@ -48,7 +50,8 @@ class PlanCost:
         return {"runtime_cycles": self.runtime_cycles, "energy_mac_units": round(self.energy_mac_units, 2),
                 "dram_traffic_elements": self.dram_traffic_elements,
                 "partial_sum_rereads": self.partial_sum_rereads, "partial_sums_in_l2": self.partial_sums_in_l2,
-                "partial_sum_cycles": self.partial_sum_cycles, "lower_bound_cycles": self.lower_bound_cycles}
+                "partial_sum_cycles": self.partial_sum_cycles, "lower_bound_cycles": self.lower_bound_cycles,
+                "l2_bytes_kept_free": self.l2_kept_free}
 
 
 @dataclass(frozen=True)
@@ -165,7 +168,7 @@ def combine(ctx, plan: Plan, compiled: list, cost: PlanCost) -> tuple[str, str, 
             layers.append(MdcLayer(name, layer.type, layer.dims, layer.directives, layer.stride))
             owner.append(i)
     text = print_mdc(MdcFile(constants=(), network=op.name, layers=tuple(layers)))
-    hw_text = compiled[0].lowered.hw_text
+    hw_text = print_hw(chiplet_hw(target, op.output.element_bytes))   # (parts may have had less L2)
     parsed, hw = parse_mdc(text, f"{op.name}.m"), parse_hw(hw_text, f"{target.name}.hw.m")
     violations = check_file(parsed, hw)
     if not is_clean(violations):  # every part passed the checker on its own: this is a bug
