@@ -54,6 +54,7 @@ on 20 suite layers prune made 489 cost-model calls to enumerate's 618, CP-SAT 76
 """
 from __future__ import annotations
 
+import heapq
 import math
 import time
 from dataclasses import dataclass, replace
@@ -64,8 +65,8 @@ from compiler.errors import InfeasibleError
 from compiler.mdc.lowering import MdcView, OnchipChoice, build_layer, chiplet_hw, chiplet_op, mdc_mapping
 from compiler.mdc.onchip_bound import RuntimeBound
 from compiler.mdc.scoring import best_within, score_choices
-from compiler.mdc.onchip_space import (finest, inner_choices, l1_footprint, neighbours, outer_steps, spatial_structures,
-                                       spreadable_dims, top_spreads)
+from compiler.mdc.onchip_space import (Structure, finest, inner_choices, l1_footprint, neighbours, outer_steps,
+                                       spatial_structures, spreadable_dims, top_spreads)
 from passes import offchip as offchip_pass
 
 @dataclass(frozen=True)
@@ -247,28 +248,28 @@ def search(ctx: Context, offchip, keep: float = OPTIONS.keep_utilization,
     if not structures:
         return None     # every spreadable dim has L2 tile 1
     best_u = max(s.utilization for s in structures)
-    def spelled(s):      # ties between structures broken by how they read, for reproducible output
-        return [(l.dim, l.units, l.tile) for l in s.levels]
-    kept = sorted((s for s in structures if s.utilization >= keep * best_u),
-                  key=lambda s: (-s.utilization, len(s.levels), spelled(s)))
-    kept = kept[:max_structures]
+
+    def busiest(s: Structure) -> tuple:     # (ties: how they read, for reproducible output)
+        return -s.utilization, len(s.levels), s.spelling
+    kept = heapq.nsmallest(max_structures, (s for s in structures if s.utilization >= keep * best_u), key=busiest)
     # One-level structures are one candidate each: all of them.  Of the others (within
     # ``top_keep`` of the best utilisation: fewer, larger top-level steps, their point, can be
     # worth idle PEs) the best by utilisation and those with the fewest top-level steps.
     tops = top_spreads(view, l2_tile, target.num_pes, target.spatial_roles, keep_above=OPTIONS.top_keep * best_u)
-    multi = sorted((s for s in tops if len(s.levels) > 1),
-                   key=lambda s: (-s.utilization, len(s.levels), spelled(s)))
-    few = sorted(multi, key=lambda s: outer_steps(s, {s.levels[0].dim: view.op.extent(s.levels[0].dim)}))
+    multi = [s for s in tops if len(s.levels) > 1]
+    n = OPTIONS.top_structures
+    few = heapq.nsmallest(n, multi, key=lambda s: (
+        outer_steps(s, {s.levels[0].dim: view.op.extent(s.levels[0].dim)}), *busiest(s)))
     top = [s for s in tops if len(s.levels) == 1] + list(dict.fromkeys(
-        multi[:OPTIONS.top_structures] + few[:OPTIONS.top_structures] + finest(multi)[:OPTIONS.top_structures]))
+        heapq.nsmallest(n, multi, key=busiest) + few + finest(multi, n)))
     overlap = []
     fill = l1_footprint(view, l2_tile) / 2 / hw.noc_bw        # cycles to bring the L2 tile in once
     if (math.prod(offchip.trips.values()) == 1 and fill > OPTIONS.exposed_fill * view.layer_macs / hw.num_pes
             and all(outer_steps(s, l2_tile) == 1 for s in kept)):
-        overlap = sorted((s for s in spatial_structures(view, l2_tile, target.num_pes, target.spatial_roles, True)
-                          if outer_steps(s, l2_tile) > 1 and s.utilization >= keep * best_u),
-                         key=lambda s: (-s.utilization, outer_steps(s, l2_tile), len(s.levels), spelled(s))
-                         )[:OPTIONS.overlap_structures]
+        overlap = heapq.nsmallest(OPTIONS.overlap_structures,
+                                  (s for s in spatial_structures(view, l2_tile, target.num_pes, target.spatial_roles, True)
+                                   if outer_steps(s, l2_tile) > 1 and s.utilization >= keep * best_u),
+                                  key=lambda s: (-s.utilization, outer_steps(s, l2_tile), len(s.levels), s.spelling))
     if OPTIONS.solver == "cpsat":   # CP-SAT's best surrogate points per structure (compiler.mdc.onchip_cpsat)
         from compiler.mdc.onchip_cpsat import structure_choices
         per_structure, solved = structure_choices(view, l2_tile, kept + top + overlap, hw, OPTIONS.cpsat_time_s)

@@ -15,10 +15,11 @@ Candidates are generated in two layers so that pruning reasons can be stated and
 """
 from __future__ import annotations
 
+import heapq
 import itertools
 import math
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 
 import numpy as np
 
@@ -36,6 +37,12 @@ class Structure:
     levels: tuple[SpatialLevel, ...]
     utilization: float
     merged: bool = False        # the first level shares level 0 (see compiler.mdc.lowering.layer_slots)
+
+    @cached_property
+    def spelling(self) -> tuple[tuple[str, int, int], ...]:
+        """(dim, units, tile) per level: how it reads, the last tie-break of every ranking of
+        structures (so that the output is reproducible)."""
+        return tuple((lv.dim, lv.units, lv.tile) for lv in self.levels)
 
 
 @lru_cache(maxsize=256)
@@ -144,18 +151,22 @@ def top_spreads(view: MdcView, l2_tile: dict[str, int], num_pes: int,
     return out
 
 
-def finest(structures: list[Structure]) -> list[Structure]:
-    """Top-level spreads with the most top units first (at equal spatial utilisation): MAESTRO
-    pays a sub-cluster's first NoC fill on every top-level step, unoverlapped, and the smaller
-    the clusters below the top, the smaller that fill."""
-    ranked = sorted(structures, key=lambda s: (-s.utilization, -s.levels[0].units, len(s.levels),
-                                               [(l.dim, l.units, l.tile) for l in s.levels]))
-    # one of each top dim first: the best cluster shape differs by dim (a reduction over 128
-    # top units may not count its MACs exactly, an output dim there does)
-    seen: dict[str, int] = {}
-    nth = [seen.__setitem__(s.levels[0].dim, seen.get(s.levels[0].dim, -1) + 1) or seen[s.levels[0].dim]
-           for s in ranked]
-    return [s for _, _, s in sorted(zip(nth, range(len(ranked)), ranked), key=lambda x: x[:2])]
+def finest(structures: list[Structure], count: int) -> list[Structure]:
+    """The ``count`` top-level spreads with the most top units (at equal spatial utilisation):
+    MAESTRO pays a sub-cluster's first NoC fill on every top-level step, unoverlapped, and the
+    smaller the clusters below the top, the smaller that fill.  One of each top dim first: the
+    best cluster shape differs by dim (a reduction over 128 top units may not count its MACs
+    exactly, an output dim there does)."""
+    def rank(s: Structure) -> tuple:
+        return -s.utilization, -s.levels[0].units, len(s.levels), s.spelling
+    by_dim: dict[str, list[Structure]] = {}
+    for s in structures:
+        by_dim.setdefault(s.levels[0].dim, []).append(s)
+    # (the n-th best of its dim, rank, first seen) for the best ``count`` of each dim
+    seen = {id(s): i for i, s in enumerate(structures)}
+    best = [(nth, rank(s), seen[id(s)], s) for group in by_dim.values()
+            for nth, s in enumerate(heapq.nsmallest(count, group, key=rank))]
+    return [s for *_, s in sorted(best, key=lambda b: b[:3])[:count]]
 
 
 def _spreads(dims: list[str], l2_tile: dict[str, int], units: int, max_depth: int, overlap: bool = False):
