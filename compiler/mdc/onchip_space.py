@@ -128,7 +128,8 @@ def top_spreads(view: MdcView, l2_tile: dict[str, int], num_pes: int,
         for n in (n for n in tops if n != l2_tile[a] and (n >= e or e % n == 0) and n < 2 * e):
             u0 = level_utilization(e, n, 1) * n * (num_pes // n) / num_pes
             out += [Structure((SpatialLevel(a, n, 1),) + levels, u0 * u, merged=True)
-                    for levels, u in _spreads([x for x in dims if x != a], l2_tile, num_pes // n, MAX_LEVELS - 1)
+                    for levels, u in _spreads([x for x in dims if x != a], l2_tile, num_pes // n, MAX_LEVELS - 1,
+                                              at_least=_below(keep_above, u0))
                     if u0 * u >= keep_above]
         return out
     for d in dims:
@@ -141,14 +142,24 @@ def top_spreads(view: MdcView, l2_tile: dict[str, int], num_pes: int,
         for n in (n for n in tops if n <= e):   # (a top unit count MAESTRO forms from a cluster size)
             cluster = num_pes // n
             idle = n * cluster / num_pes
-            below = _spreads([x for x in dims if x != d], l2_tile, cluster, MAX_LEVELS - 1)
-            for t in sorted({-(-e // (n * f)) for f in range(1, folds + 1)} | {-(-l2_tile[d] // n)}):
+            heads = [(t, level_utilization(e, n, t) * idle)
+                     for t in sorted({-(-e // (n * f)) for f in range(1, folds + 1)} | {-(-l2_tile[d] // n)})]
+            heads = [(t, u0) for t, u0 in heads if u0 >= keep_above]
+            if not heads:
+                continue
+            below = _spreads([x for x in dims if x != d], l2_tile, cluster, MAX_LEVELS - 1,
+                             at_least=_below(keep_above, max(u0 for _, u0 in heads)))
+            for t, u0 in heads:
                 head = SpatialLevel(d, n, t)
-                u0 = level_utilization(e, n, t) * idle
-                if u0 >= keep_above:
-                    out += [Structure((head,) + levels, u0 * u, merged=True) for levels, u in below
-                            if u0 * u >= keep_above]
+                out += [Structure((head,) + levels, u0 * u, merged=True) for levels, u in below
+                        if u0 * u >= keep_above]
     return out
+
+
+def _below(keep_above: float, u0: float) -> float:
+    """The utilisation below a top level of utilisation ``u0`` that can still reach
+    ``keep_above`` (a hair lower, so that rounding never drops one the product would keep)."""
+    return keep_above / u0 * (1 - 1e-9)
 
 
 def finest(structures: list[Structure], count: int) -> list[Structure]:
@@ -169,12 +180,15 @@ def finest(structures: list[Structure], count: int) -> list[Structure]:
     return [s for *_, s in sorted(best, key=lambda b: b[:3])[:count]]
 
 
-def _spreads(dims: list[str], l2_tile: dict[str, int], units: int, max_depth: int, overlap: bool = False):
-    """(levels, utilisation) for every spread of ``units`` over 1 to ``max_depth`` of ``dims``;
-    with ``overlap``, every depth and the outer level folded too."""
+def _spreads(dims: list[str], l2_tile: dict[str, int], units: int, max_depth: int, overlap: bool = False,
+             at_least: float = 0.0):
+    """(levels, utilisation) for every spread of ``units`` over 1 to ``max_depth`` of ``dims``
+    whose utilisation is ``at_least`` or more; with ``overlap``, every depth and the outer level
+    folded too."""
     out: list[tuple[tuple[SpatialLevel, ...], float]] = []
+    best = 0.0
     for depth in range(1, max_depth + 1):
-        if depth == max_depth > 1 and out and max(u for _, u in out) >= DEEP_BELOW and not overlap:
+        if depth == max_depth > 1 and best >= DEEP_BELOW and not overlap:
             break  # the deepest level only pays when the others leave PEs idle
         for spread in itertools.permutations(dims, depth):
             for split in unit_splits(units, depth):
@@ -183,9 +197,10 @@ def _spreads(dims: list[str], l2_tile: dict[str, int], units: int, max_depth: in
                 for t0 in sorted({tiles[0], 1}) if overlap and depth > 1 else (tiles[0],):
                     for tl in sorted({tiles[-1], 1}):
                         tt = [t0] + tiles[1:-1] + [tl] if depth > 1 else [tl]
-                        levels = tuple(SpatialLevel(d, n, t) for d, n, t in zip(spread, split, tt))
-                        out.append((levels, math.prod(level_utilization(l2_tile[lv.dim], lv.units, lv.tile)
-                                                      for lv in levels)))
+                        u = math.prod(level_utilization(l2_tile[d], n, t) for d, n, t in zip(spread, split, tt))
+                        best = max(best, u)
+                        if u >= at_least:
+                            out.append((tuple(SpatialLevel(d, n, t) for d, n, t in zip(spread, split, tt)), u))
     return out
 
 
