@@ -395,7 +395,7 @@ def write(rows: list[dict], exh: list[dict], targets: list[str], args, elapsed: 
          f"Suite: {SUITE_TEXT}  Runtime and roofline come from `ctx.lowered` (MAESTRO's model on the emitted file; roofline = "
          "max(compute, compulsory DRAM traffic / off-chip BW)).  *Fit* = L1, L2, NoC BW and off-chip BW "
          "requirements all within the target's limits (per chiplet).  Compile time = wall time of "
-         "`run_pipeline` (two layers compile at once on the two cores).", "",
+         f"`run_pipeline` ({'one layer at a time' if args.jobs == 1 else f'{args.jobs} layers at once'}).", "",
          "Quality targets: median compile <= 0.5 s per layer; every mapping fits all limits; median "
          "runtime/roofline <= 1.15 on edge and cloud; never slower than the best shipped dataflow that fits; "
          "exhaustive gap <= 2 %.", "",
