@@ -216,6 +216,7 @@ def test_partial_sums_keep_their_room_in_l2():
     assert ctx.decomposition.chosen is plan and ctx.lowered.metrics["runtime_cycles"] == cost.runtime_cycles
     written = 16 * 14 * 14      # int8 output elements, one byte each
     assert cost.partial_sums_in_l2 and cost.l2_kept_free == written
+    assert f"{written:,} bytes of L2 kept free" in ctx.decomposition.pretty()
     assert ctx.lowered.metrics["l2_elements"] <= target.l2_bytes - written
     alone = plan_cost(op, [compile_part(ctx, p.op) for p in plan.parts], plan_rereads(op, plan),
                       cost.lower_bound_cycles, ctx)

@@ -73,7 +73,9 @@ class Decomposition:
         lines = [f"decomposition: {self.chosen.kind} ({len(self.chosen.parts)} part(s))"]
         for p, c in self.tried:
             cost = (f"not compiled (lower bound {c.lower_bound_cycles:,} cycles)" if c.skipped else
-                    f"error: {c.error}" if c.error else f"{c.runtime_cycles:,} cycles")
+                    f"error: {c.error}" if c.error else f"{c.runtime_cycles:,} cycles" + (
+                        f" (parts compiled with {c.l2_kept_free:,} bytes of L2 kept free for the partial sums)"
+                        if c.l2_kept_free else ""))
             lines.append(f"  plan {p.kind}: {len(p.parts)} part(s), {cost}")
         if len(self.chosen.parts) > 1:
             for part in self.chosen.parts:
