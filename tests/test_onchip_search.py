@@ -21,7 +21,8 @@ from compiler.context import Options
 from compiler.mdc.lowering import MdcView, chiplet_hw, chiplet_op
 from compiler.mdc.onchip_bound import RuntimeBound, busy_pes
 from compiler.mdc.onchip_cpsat import cpsat_choices
-from compiler.mdc.onchip_space import inner_choices, l1_footprint, top_spreads, whole_space
+from compiler.mdc.onchip_space import (inner_choices, inner_orders, l1_footprint, level_chunks, spatial_structures,
+                                       stepping, top_spreads, whole_space)
 from compiler.mdc.scoring import score_choices
 from compiler.pipeline import run_pipeline
 from conftest import EXAMPLES, SMALL_TARGET
@@ -54,6 +55,35 @@ def test_bound_below_every_fitting_runtime_of_the_whole_space(name, write):
     assert all(bound(space[i]) <= scores.runtime[i] for i in fitting)
     # and it is tight somewhere: within 5 % of the runtime on some point of the space
     assert min(scores.runtime[i] / bound(space[i]) for i in fitting) < 1.05
+
+
+@pytest.mark.parametrize("example", ["conv3x3", "dwconv"])
+def test_orders_that_move_only_single_step_loops_score_alike(example):
+    """The search keeps one of the stationarity orders that differ only in where single-step
+    loops sit: every order of every kept tiling scores exactly like the one kept for it."""
+    target = load_target("edge")
+    ctx = run_pipeline(EXAMPLES / f"{example}.yaml", target, Options(), stop_after="offchip")
+    view = MdcView(chiplet_op(ctx.op, ctx.offchip), ctx.mdc_form)
+    l2_tile, order = dict(ctx.offchip.l2_tile), tuple(ctx.offchip.order)
+    hw = chiplet_hw(target, ctx.op.output.element_bytes)
+    kept, every = [], []
+    for structure in spatial_structures(view, l2_tile, target.num_pes, target.spatial_roles)[:3]:
+        choices = inner_choices(view, l2_tile, structure, hw.l1_size)[0]
+        kept += choices
+        every += list(dict.fromkeys(replace(c, inner_order=o) for c in choices
+                                    for o in inner_orders(view, structure.levels[-1].dim)))
+    assert len(every) > len(kept) > 50
+    scores = score_choices(view, l2_tile, order, every, hw)
+    first: dict = {}
+    for i, c in enumerate(every):
+        tile, chunk = dict(c.l1_tile), level_chunks(l2_tile, c.spatial)
+        first.setdefault((c.spatial, c.l1_tile, stepping(c.inner_order, tile, chunk)), i)
+    at = {c: i for i, c in enumerate(every)}
+    for i, c in enumerate(every):
+        j = first[(c.spatial, c.l1_tile, stepping(c.inner_order, dict(c.l1_tile), level_chunks(l2_tile, c.spatial)))]
+        assert (scores.runtime[i], scores.energy[i], scores.fits[i], scores.bw_over[i]) == \
+            (scores.runtime[j], scores.energy[j], scores.fits[j], scores.bw_over[j]), (c, every[j])
+    assert sorted(at[c] for c in kept) == sorted(first.values())   # one kept per class, the first
 
 
 def test_bound_on_the_top_spreads_of_a_strided_layer():
