@@ -29,7 +29,7 @@ import numpy as np
 from .costmodel import evaluate_batch, runtime_counts_every_mac
 from .hw import HwConfig
 from .syntax import MdcLayer, cluster, make_layer
-from .lowering import MdcView, view_template
+from .lowering import MdcView, Slot, slot_batch
 from .onchip_space import spreadable_dims
 
 
@@ -107,17 +107,15 @@ def full_space_bests(view: MdcView, hws: list[HwConfig], allowed_roles: tuple[st
             clusters = np.tile(all_cl, (len(rows), 1))
             owner = np.tile(which, len(rows))
             col = {(lv, d): lv * len(dims) + i for lv in range(depth) for i, d in enumerate(dims)}
-            items, sizes, offs = [], [], []
+            slots, columns = [], []
             for lv in range(depth):
                 if lv:
-                    items.append(("C", ""))
+                    slots.append(Slot("C", "", lv))
+                    columns.append(clusters[:, lv - 1])
                 for d in orders[lv]:
-                    items.append(("S" if d == sp[lv] else "T", d))
-                    s, o = view.size_offset(d, tiles[:, col[lv, d]])
-                    sizes.append(s)
-                    offs.append(o)
-            template = view_template(view, items)
-            sizes_a, offs_a = np.stack(sizes, axis=1), np.stack(offs, axis=1)
+                    slots.append(Slot("S" if d == sp[lv] else "T", d, lv))
+                    columns.append(tiles[:, col[lv, d]])
+            template, sizes_a, offs_a, _ = slot_batch(view, tuple(slots), np.stack(columns, axis=1))
             for start in range(0, len(tiles), batch):
                 part = slice(start, start + batch)
                 who = owner[part]

@@ -24,6 +24,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 
+import numpy as np
+
 from targets import Target
 
 from ..context import MdcForm
@@ -221,12 +223,16 @@ def slot_tiles(slots: tuple[Slot, ...], l2_tile: dict[str, int], choice: OnchipC
     return out
 
 
-def view_template(view: MdcView, items) -> MappingTemplate:
-    """The cost model's template (layer header and directive kinds) of a dataflow over ``view``'s
-    op: ``items`` is (kind, op dim) per directive, ``T``, ``S`` or ``C`` (a Cluster: no dim); the
-    sizes come per candidate (``view.size_offset``)."""
+def slot_batch(view: MdcView, slots: tuple[Slot, ...], tiles: np.ndarray):
+    """The cost model's batch for the directive sequence ``slots``: its template and, per row of
+    ``tiles`` (the tile or unit count of each slot, one row per candidate), the sizes and offsets
+    of its maps and its cluster sizes."""
     header = make_layer("t", view.form.layer_type, view.declared(), (), view.stride_block())
-    return MappingTemplate(header, tuple(("C", "") if k == "C" else (k, view.mdc_dim(d)) for k, d in items))
+    template = MappingTemplate(header, tuple(("C", "") if s.kind == "C" else (s.kind, view.mdc_dim(s.dim))
+                                             for s in slots))
+    pairs = [view.size_offset(s.dim, tiles[:, j]) for j, s in enumerate(slots) if s.kind != "C"]
+    sizes, offsets = (np.stack([p[k] for p in pairs], axis=1) for k in (0, 1))
+    return template, sizes, offsets, tiles[:, [j for j, s in enumerate(slots) if s.kind == "C"]]
 
 
 def build_layer(view: MdcView, l2_tile: dict[str, int], dram_order: tuple[str, ...], choice: OnchipChoice,

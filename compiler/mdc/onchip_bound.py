@@ -37,7 +37,7 @@ import numpy as np
 
 from .costmodel_levels import build_levels
 from .hw import HwConfig
-from .lowering import MdcView, OnchipChoice, layer_slots, view_template
+from .lowering import MdcView, OnchipChoice, layer_slots, slot_batch
 from .onchip_space import level_chunks
 
 
@@ -107,11 +107,9 @@ class RuntimeBound:
         slots = layer_slots(view, self.dram_order, (dim,) if dim else (), (), merged=dim is not None)
         rows = np.array([[h[1] if s.kind == "S" and dim else self.l2_tile[s.dim] for s in slots] for h in heads],
                         np.int64)
-        template = view_template(view, [(s.kind, s.dim) for s in slots])
-        pairs = [view.size_offset(s.dim, rows[:, j]) for j, s in enumerate(slots)]
-        sizes, offsets = (np.stack([p[k] for p in pairs], axis=1) for k in (0, 1))
-        levels, tensors, full, _, _ = build_levels(template.layer, template.items, sizes, offsets,
-                                                   np.zeros((len(heads), 0), np.int64), self.hw.num_pes)
+        template, sizes, offsets, clusters = slot_batch(view, slots, rows)
+        levels, tensors, full, _, _ = build_levels(template.layer, template.items, sizes, offsets, clusters,
+                                                   self.hw.num_pes)
         first: dict = {}
         for d in levels[0].slots:
             first.setdefault(d.var, d)

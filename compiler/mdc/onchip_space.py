@@ -170,13 +170,12 @@ def finest(structures: list[Structure], count: int) -> list[Structure]:
     exactly, an output dim there does)."""
     def rank(s: Structure) -> tuple:
         return -s.utilization, -s.levels[0].units, len(s.levels), s.spelling
-    by_dim: dict[str, list[Structure]] = {}
-    for s in structures:
-        by_dim.setdefault(s.levels[0].dim, []).append(s)
+    by_dim: dict[str, list[tuple[int, Structure]]] = {}
+    for i, s in enumerate(structures):
+        by_dim.setdefault(s.levels[0].dim, []).append((i, s))
     # (the n-th best of its dim, rank, first seen) for the best ``count`` of each dim
-    seen = {id(s): i for i, s in enumerate(structures)}
-    best = [(nth, rank(s), seen[id(s)], s) for group in by_dim.values()
-            for nth, s in enumerate(heapq.nsmallest(count, group, key=rank))]
+    best = [(nth, rank(s), i, s) for group in by_dim.values()
+            for nth, (i, s) in enumerate(heapq.nsmallest(count, group, key=lambda b: rank(b[1])))]
     return [s for *_, s in sorted(best, key=lambda b: b[:3])[:count]]
 
 
@@ -307,10 +306,11 @@ def inner_choices(view: MdcView, l2_tile: dict[str, int], structure: Structure, 
     for t in fits:
         # Orders that differ only in where single-step loops sit are one candidate (the model
         # gives them the same numbers): the first of each is kept, as a tie would pick it.
-        distinct = {stepping(order, t, chunk): order for order in reversed(orders)}
-        tile = tuple((d, t[d]) for d in view.dims)
-        choices += [OnchipChoice(structure.levels, tile, order, structure.merged)
-                    for order in orders if distinct[stepping(order, t, chunk)] is order]
+        tile, seen = tuple((d, t[d]) for d in view.dims), set()
+        for order in orders:
+            if (key := stepping(order, t, chunk)) not in seen:
+                seen.add(key)
+                choices.append(OnchipChoice(structure.levels, tile, order, structure.merged))
     return choices, tried
 
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from .costmodel import evaluate_batch, runtime_counts_every_mac
 from .hw import HwConfig
-from .lowering import MdcView, OnchipChoice, layer_slots, slot_tiles, view_template
+from .lowering import MdcView, OnchipChoice, layer_slots, slot_batch, slot_tiles
 from .onchip_bound import busy_pes
 
 
@@ -107,13 +107,8 @@ def score_choices(view: MdcView, l2_tile: dict[str, int], dram_order: tuple[str,
                 continue
         c0 = choices[members[0]]
         slots = layer_slots(view, dram_order, tuple(s.dim for s in c0.spatial), c0.inner_order, c0.merged)
-        template = view_template(view, [(s.kind, s.dim) for s in slots])
-        tiles = np.array([slot_tiles(slots, per[i], choices[i]) for i in members], np.int64)
-        maps = [j for j, s in enumerate(slots) if s.kind != "C"]
-        pairs = [view.size_offset(slots[j].dim, tiles[:, j]) for j in maps]
-        sizes = np.stack([p[0] for p in pairs], axis=1)
-        offsets = np.stack([p[1] for p in pairs], axis=1)
-        clusters = tiles[:, [j for j, s in enumerate(slots) if s.kind == "C"]]
+        template, sizes, offsets, clusters = slot_batch(
+            view, slots, np.array([slot_tiles(slots, per[i], choices[i]) for i in members], np.int64))
         busy = np.array([busy_of(i) for i in members], np.int64)
         for start in range(0, len(members), batch):
             if deadline is not None and time.perf_counter() > deadline:
