@@ -93,14 +93,14 @@ def runner_up(ctx: Context) -> str:
     r = ctx.onchip
     if r is None or not getattr(r, "runner_up", None):
         return ""
-    (alt, am), (best, bm) = r.runner_up, (r.choice, r.metrics)
+    (alt, alt_runtime, alt_energy), (best, bm) = r.runner_up, (r.choice, r.metrics)
     diffs = [what for what, a, b in (("the spatial map", alt.spatial, best.spatial),
                                      ("the L1 tile", alt.l1_tile, best.l1_tile),
                                      ("the inner loop order", alt.inner_order, best.inner_order)) if a != b]
     differ = f"It differs from the choice in {' and '.join(diffs)}." if diffs else ""
     objective = ctx.options.objective
-    rt = (am.runtime_cycles - bm.runtime_cycles) / bm.runtime_cycles
-    en = (am.energy_mac_units - bm.energy_mac_units) / bm.energy_mac_units
+    rt = (alt_runtime - bm.runtime_cycles) / bm.runtime_cycles
+    en = (alt_energy - bm.energy_mac_units) / bm.energy_mac_units
     if rt == 0 and en == 0:
         why = ("It ties on runtime and energy; ties go to the candidate generated first, so both are "
                "equally good under the model.")

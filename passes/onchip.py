@@ -142,7 +142,7 @@ class OnchipResult:
     refined: int                 # neighbours scored by the local refinement
     feasible: int                # scored candidates within L1/L2 with exact MACs
     within_bw: int               # ... and within NoC/off-chip bandwidth
-    runner_up: tuple[OnchipChoice, Metrics] | None
+    runner_up: tuple[OnchipChoice, int, float] | None   # (choice, runtime cycles, energy MAC units)
     status: str
     held_back: tuple[OnchipChoice, Metrics] | None = None   # the fastest, if over the bandwidth
     tuned: str = ""              # what the top-steps pass changed, if anything
@@ -185,9 +185,9 @@ class OnchipResult:
                          f"{m.runtime_cycles:,} cycles but asks for {m.noc_bw_required} (NoC) and "
                          f"{m.offchip_bw_required} (off-chip) elements/cycle.")
         if self.runner_up:
-            choice, m = self.runner_up
-            lines.append(f"Runner-up: {choice.describe()} at {m.runtime_cycles:,} cycles and "
-                         f"{m.energy_mac_units:,.0f} MAC units of energy.")
+            choice, runtime, energy = self.runner_up
+            lines.append(f"Runner-up: {choice.describe()} at {runtime:,} cycles and "
+                         f"{energy:,.0f} MAC units of energy.")
         return "\n".join(lines)
 
     def report(self) -> dict:
@@ -210,21 +210,20 @@ def objective_key(runtime: int, energy: float, objective: str) -> tuple:
     return {"energy": (energy, runtime), "edp": (runtime * energy, runtime)}.get(objective, (runtime, energy))
 
 
-def keys(scores, objective: str, priced: bool = False) -> list[tuple]:
-    """Sort key per candidate (lower is better; None where it does not fit L1/L2 with exact MACs).
+def key_of(runtime, energy, bw_over, objective: str, priced: bool = False) -> tuple:
+    """Sort key of a candidate that fits L1/L2 with exact MACs (lower is better).
 
     Candidates within the bandwidth limits come first, the rest by how far they overrun it:
     MAESTRO's runtime already includes bandwidth stalls, but a mapping that stays within them is
     what the target promises, and ranking overruns lets the refinement walk towards one.  With
     ``priced`` (``--bandwidth priced``) every candidate is in the first class: the runtime decides."""
-    out = []
-    for i in range(len(scores.fits)):
-        if not scores.fits[i]:
-            out.append(None)
-            continue
-        out.append((1.0 if priced else max(1.0, float(scores.bw_over[i])),
-                    *objective_key(int(scores.runtime[i]), float(scores.energy[i]), objective)))
-    return out
+    return (1.0 if priced else max(1.0, float(bw_over)), *objective_key(int(runtime), float(energy), objective))
+
+
+def keys(scores, objective: str, priced: bool = False) -> list[tuple]:
+    """:func:`key_of` per candidate, None where it does not fit L1/L2 with exact MACs."""
+    return [key_of(scores.runtime[i], scores.energy[i], scores.bw_over[i], objective, priced)
+            if scores.fits[i] else None for i in range(len(scores.fits))]
 
 
 def rank(scores, objective: str, priced: bool = False) -> list[int]:
@@ -241,6 +240,7 @@ def search(ctx: Context, offchip, keep: float = OPTIONS.keep_utilization,
     are searched, at most ``max_structures`` of them.  ``memo``: the scores of earlier searches of
     the same plan, by choice (:func:`compiler.mdc.scoring.score_choices`)."""
     op, target = ctx.op, ctx.target
+    memo = {} if memo is None else memo
     view = MdcView(chiplet_op(op, offchip), ctx.mdc_form)
     l2_tile, dram_order = dict(offchip.l2_tile), tuple(offchip.order)
     hw = chiplet_hw(target, op.output.element_bytes)
@@ -349,7 +349,9 @@ def search(ctx: Context, offchip, keep: float = OPTIONS.keep_utilization,
                         tilings=tilings,
                         candidates=len(candidates), seeds=len(seeds), refined=refined, feasible=len(found),
                         within_bw=sum(1 for k in found.values() if k[0] == 1.0),
-                        runner_up=measured(ranked[1]) if len(ranked) > 1 else None,
+                        # (explain's comparison needs only its runtime and energy, as scored)
+                        runner_up=(ranked[1], int(memo[ranked[1]][0]), float(memo[ranked[1]][1]))
+                        if len(ranked) > 1 else None,
                         status=("OPTIMAL-IN-SPACE" if complete else "FEASIBLE") if OPTIONS.solver != "cpsat"
                         else f"FEASIBLE (CP-SAT surrogate {solved})",
                         held_back=measured(fastest) if found[fastest][0] > 1 else None)

@@ -32,9 +32,9 @@ from compiler.context import Context
 from compiler.mdc.costmodel import evaluate_layer
 from compiler.mdc.lowering import MdcView, OnchipChoice, SpatialLevel, build_layer, chiplet_hw, chiplet_op, mdc_mapping
 from compiler.mdc.onchip_space import l1_footprint, spreadable_dims, trip_tiles
-from compiler.mdc.scoring import score_choices
+from compiler.mdc.scoring import bandwidth_over, score_choices
 from passes import offchip as offchip_pass
-from passes.onchip import OnchipResult, keys
+from passes.onchip import OnchipResult, key_of, keys
 
 ROUNDS = 4
 
@@ -99,10 +99,10 @@ def run(ctx: Context) -> Context:
     # Other innermost spreads that tie with the choice (first) at its own steps (a tie at one
     # step is often not one at another); the rest are worse already and stay out of the moves.
     alike = _respread(view, l2, choice, ctx.target.spatial_roles)
-    ties = keys(score_choices(view, l2, order, alike, hw), objective, priced)
-    current = ties[0]
-    if current is None:
-        return ctx
+    m = result.metrics      # the choice, as the on-chip search measured it
+    current = key_of(m.runtime_cycles, m.energy_mac_units,
+                     bandwidth_over(m.noc_bw_required, m.offchip_bw_required, hw), objective, priced)
+    ties = [current] + keys(score_choices(view, l2, order, alike[1:], hw), objective, priced)
     bases = [c for c, k in zip(alike, ties) if k is not None and k[:2] == current[:2]]
     new_plan, scored = plan, len(alike)
     for _ in range(ROUNDS):

@@ -98,6 +98,15 @@ class Cases:
         self.all_init = self.cidx == -1
         self.slot = {d.var: d for d in reversed(lv.slots)}   # the first slot of each dim
         self._in_state: dict = {}
+        self._temporal: dict = {}
+
+    def temporal(self, key: tuple, compute):
+        """``compute()``, once per ``key``: the per-PE volumes ask for the factors of the
+        temporal slots, which are the same for every PE of the level, once per PE variant."""
+        got = self._temporal.get(key)
+        if got is None:
+            got = self._temporal[key] = compute()
+        return got
 
     def select(self, var: str, init, steady, edge):
         """Per pair, ``init``, ``steady`` or ``edge`` by the state of ``var`` (only the states
@@ -117,18 +126,25 @@ class Cases:
 
 def _pe_mapped(c: Cases, dims, first: bool, ee):
     lv = c.lv
-    ret = lv.one
+    ret = c.temporal(("mapped", dims), lambda: _mapped_temporal(c, dims))
     for d in lv.slots:
-        if d.var not in dims:
+        if d.var not in dims or not d.spatial:
             continue
         mp, _, me, _, _ = lv.tiles(d.var)
-        e = c.edge[d.var]
-        if not d.spatial:
-            ret = ret * np.where(e, me, mp)
-        else:
-            one = (lv.edge_units == 1) & (first | ee)
-            f = np.where(one, me, np.where(lv.edge_units > 1, np.where(ee, me, mp), 1))
-            ret = ret * np.where(e, f, mp)
+        one = (lv.edge_units == 1) & (first | ee)
+        f = np.where(one, me, np.where(lv.edge_units > 1, np.where(ee, me, mp), 1))
+        ret = ret * np.where(c.edge[d.var], f, mp)
+    return ret
+
+
+def _mapped_temporal(c: Cases, dims):
+    """The temporal slots' factors of :func:`_pe_mapped` (the same for every PE)."""
+    lv = c.lv
+    ret = lv.one
+    for d in lv.slots:
+        if d.var in dims and not d.spatial:
+            mp, _, me, _, _ = lv.tiles(d.var)
+            ret = ret * np.where(c.edge[d.var], me, mp)
     return ret
 
 
@@ -136,27 +152,38 @@ def pe_ingress(c: Cases, dims, first: bool, ee):
     """Elements of a tensor over ``dims`` one PE receives per case (the first PE or another,
     ``ee``: the edge variant of the tile); all-Init: the whole mapped tile."""
     lv = c.lv
+    inited, ret, changing = c.temporal(("ingress", dims), lambda: _ingress_temporal(c, dims))
+    for i, d in enumerate(lv.slots):
+        if d.var not in dims or not d.spatial:
+            continue
+        mp, un, me, ue, un1 = lv.tiles(d.var)
+        whole, new = np.where(ee, me, mp), np.where(ee, ue, un)
+        init = whole if first else np.where(i <= c.cidx, whole, new)
+        later = whole if first else np.where((c.cidx == i) & ~inited, new, whole)
+        ret = ret * c.select(d.var, init, later, later)
+    return np.where(c.all_init, _pe_mapped(c, dims, first, ee), np.where(changing, ret, 0))
+
+
+def _ingress_temporal(c: Cases, dims) -> tuple:
+    """What :func:`pe_ingress` takes from the level whichever PE it asks for: per pair, whether
+    a dim of ``dims`` restarted from Init (its whole tile is new), the temporal slots' factors,
+    and whether a slot over ``dims`` changes."""
+    lv = c.lv
     inited = lv.false   # a dim inside the changing one restarts from Init: its whole tile is new
     for i, d in enumerate(lv.slots):
         if d.var in dims:
             inited = inited | ((i > c.cidx) & (c.pos[d.var] == INIT) & ~c.unrolled[d.var])
-    ret = lv.one
-    changing = False
+    ret, changing = lv.one, False
     for i, d in enumerate(lv.slots):
         if d.var not in dims:
             continue
         is_chg = c.cidx == i
         changing = changing | is_chg
-        mp, un, me, ue, un1 = lv.tiles(d.var)
         if not d.spatial:
-            init = np.where(c.edge[d.var], me, mp)
+            mp, un, me, _, _ = lv.tiles(d.var)
             later = np.where(is_chg & ~inited, np.maximum(un, 1), mp)
-        else:
-            whole, new = np.where(ee, me, mp), np.where(ee, ue, un)
-            init = whole if first else np.where(i <= c.cidx, whole, new)
-            later = whole if first else np.where(is_chg & ~inited, new, whole)
-        ret = ret * c.select(d.var, init, later, later)
-    return np.where(c.all_init, _pe_mapped(c, dims, first, ee), np.where(changing, ret, 0))
+            ret = ret * c.select(d.var, np.where(c.edge[d.var], me, mp), later, later)
+    return inited, ret, changing
 
 
 def pe_egress(c: Cases, dims, psum: bool, first: bool = True, ee=False, reuse_at_edge=True):
@@ -164,33 +191,44 @@ def pe_egress(c: Cases, dims, psum: bool, first: bool = True, ee=False, reuse_at
     computes (the tile of every other dim too)."""
     lv = c.lv
     ec = lv.edge_units
-    ret = lv.one
+    ret = c.temporal(("egress", dims, psum), lambda: _egress_temporal(c, dims, psum))
     if psum:
         for d in lv.slots:
-            if d.var in dims:
+            if d.var in dims or not d.spatial:
                 continue
             e = c.edge[d.var]
             mp, un, me, ue, un1 = lv.tiles(d.var)
             rest = mp if first else un1
-            if not d.spatial:
-                ret = ret * np.where(e, me, mp)
-            else:
-                ret = ret * c.select(d.var, np.where(e & ee, me, rest), rest,
-                                     np.where((ec == 1) & (first | ee), me,
-                                              np.where(ec > 1, np.where(ee, ue, rest), 1)))
+            ret = ret * c.select(d.var, np.where(e & ee, me, rest), rest,
+                                 np.where((ec == 1) & (first | ee), me,
+                                          np.where(ec > 1, np.where(ee, ue, rest), 1)))
     for dim in dims:
         d = c.slot[dim]
-        e = c.edge[dim]
-        act = dim + "'" if dim in OVERLAP else dim
-        mp, un, me, ue, un1 = lv.tiles(act)
-        rest = mp if first else un1
         if not d.spatial:
-            ret = ret * c.select(dim, np.where(e, me, mp), mp, me)
-        else:
-            inner = np.where(ec == 1, me, ue if reuse_at_edge else me)
-            ret = ret * c.select(dim, np.where(e & ee, inner, rest), rest,
-                                 np.where((ec == 1) & (first | ee), lv.tiles(dim)[2],
-                                          np.where(ec > 1, np.where(ee, ue, rest), 1)))
+            continue
+        e = c.edge[dim]
+        mp, un, me, ue, un1 = lv.tiles(dim + "'" if dim in OVERLAP else dim)
+        rest = mp if first else un1
+        inner = np.where(ec == 1, me, ue if reuse_at_edge else me)
+        ret = ret * c.select(dim, np.where(e & ee, inner, rest), rest,
+                             np.where((ec == 1) & (first | ee), lv.tiles(dim)[2],
+                                      np.where(ec > 1, np.where(ee, ue, rest), 1)))
+    return ret
+
+
+def _egress_temporal(c: Cases, dims, psum: bool):
+    """The temporal slots' factors of :func:`pe_egress` (the same for every PE)."""
+    lv = c.lv
+    ret = lv.one
+    if psum:
+        for d in lv.slots:
+            if d.var not in dims and not d.spatial:
+                mp, _, me, _, _ = lv.tiles(d.var)
+                ret = ret * np.where(c.edge[d.var], me, mp)
+    for dim in dims:
+        if not c.slot[dim].spatial:
+            mp, _, me, _, _ = lv.tiles(dim + "'" if dim in OVERLAP else dim)
+            ret = ret * c.select(dim, np.where(c.edge[dim], me, mp), mp, me)
     return ret
 
 
@@ -218,15 +256,15 @@ def spread(c: Cases, fn, dims):
         return fn(True, False)
     lv = c.lv
     some = np.count_nonzero(edge)
-    plain = None if some and some == edge.size else fn(True, False) + (lv.units - 1) * fn(False, False)
+    other = fn(False, False)        # any PE but the first, off the edge
+    plain = None if some and some == edge.size else fn(True, False) + (lv.units - 1) * other
     if not some:        # no case of a candidate at the spatial edge
         return plain
     ec = lv.edge_units
     ee = c.ee[sp]
     n_ee = ee.astype(np.int64)
     n_full = np.maximum(ec - n_ee - 1, 0)
-    at_edge = fn(True, (ec == 1) & ee) + np.where(ec > 1, n_full * fn(False, False)
-                                                   + n_ee * fn(False, True), 0)
+    at_edge = fn(True, (ec == 1) & ee) + np.where(ec > 1, n_full * other + n_ee * fn(False, True), 0)
     return at_edge if plain is None else np.where(edge, at_edge, plain)
 
 

@@ -121,11 +121,16 @@ def score_choices(view: MdcView, l2_tile: dict[str, int], dram_order: tuple[str,
             fits[idx] = (m.valid & (m.macs == view.layer_macs) & (m.l1_elements <= hw.l1_size)
                          & (m.l2_elements <= hw.l2_size)
                          & runtime_counts_every_mac(m.compute_delay_cycles, m.macs, busy[part], hw.macs_per_pe))
-            bw_over[idx] = np.maximum(m.noc_bw_required / hw.noc_bw, m.offchip_bw_required / hw.offchip_bw)
+            bw_over[idx] = bandwidth_over(m.noc_bw_required, m.offchip_bw_required, hw)
             scored += len(idx)
             if memo is not None:
                 memo.update((choices[i], (runtime[i], energy[i], fits[i], bw_over[i])) for i in idx)
     return Scores(scored, runtime, energy, fits, bw_over, pruned)
+
+
+def bandwidth_over(noc_required, offchip_required, hw: HwConfig):
+    """The larger of NoC and off-chip bandwidth required over available (> 1: over the limit)."""
+    return np.maximum(noc_required / hw.noc_bw, offchip_required / hw.offchip_bw)
 
 
 def best_within(scores: Scores, priced: bool = False) -> float | None:
