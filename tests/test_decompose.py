@@ -22,6 +22,7 @@ from compiler.pipeline import run_pipeline
 from passes.conformance import conform
 from compiler.mdc.parts import plan_cost, plan_rereads
 from conftest import SMALL_TARGET
+from passes import decompose
 from passes.decompose import compile_part, plans
 from targets import load_target, parse_target
 
@@ -224,6 +225,26 @@ def test_partial_sums_keep_their_room_in_l2():
     assert cost.runtime_cycles < alone.runtime_cycles
     # the file is for the target as it is: the parts' smaller L2 stays in their search
     assert f"l2_size_cstr: {target.l2_bytes}" in ctx.lowered.hw_text
+
+
+def test_room_first_skips_all_of_l2_only_within_the_gap(monkeypatch):
+    """A stride-2 conv whose output takes nearly half of edge's L2: its phases are compiled with
+    that room kept free first, and since they then run within ROOM_GAP of the plan's lower bound,
+    not again with all of L2; compiling both (no gap) finds nothing better by more than the gap."""
+    op = build_op("s2", CONV.format(s=2, d=1), dict(n=1, k=256, c=128, p=14, q=14, r=3, s=3), "int8")
+    edge = load_target("edge")
+
+    def phases_cost():
+        ctx = run_pipeline(Path("s2.yaml"), edge, op=op)
+        return next(c for p, c in ctx.decomposition.tried if p.kind == "phases")
+    gap = decompose.ROOM_GAP
+    quick = phases_cost()
+    assert quick.all_l2_skipped and quick.l2_kept_free == 256 * 14 * 14
+    assert quick.runtime_cycles <= (1 + gap) * quick.lower_bound_cycles
+    monkeypatch.setattr(decompose, "ROOM_GAP", -1.0)
+    both = phases_cost()
+    assert not both.all_l2_skipped
+    assert quick.runtime_cycles <= (1 + gap) * both.runtime_cycles
 
 
 def test_stem_plans_on_edge_are_all_exact():

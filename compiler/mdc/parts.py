@@ -38,6 +38,7 @@ class PlanCost:
     partial_sum_cycles: int = 0         # DRAM time of the re-reads, added to the parts' runtimes
     lower_bound_cycles: int = 0         # see lower_bound(); a plan whose bound is no better is not compiled
     l2_kept_free: int = 0               # L2 bytes the parts were compiled without, for the partial sums
+    all_l2_skipped: bool = False        # not compiled with all of L2: within ROOM_GAP of the bound already
     error: MapcError | None = None
     skipped: bool = False
 
@@ -51,7 +52,7 @@ class PlanCost:
                 "dram_traffic_elements": self.dram_traffic_elements,
                 "partial_sum_rereads": self.partial_sum_rereads, "partial_sums_in_l2": self.partial_sums_in_l2,
                 "partial_sum_cycles": self.partial_sum_cycles, "lower_bound_cycles": self.lower_bound_cycles,
-                "l2_bytes_kept_free": self.l2_kept_free}
+                "l2_bytes_kept_free": self.l2_kept_free, "all_l2_skipped": self.all_l2_skipped}
 
 
 @dataclass(frozen=True)
@@ -74,8 +75,9 @@ class Decomposition:
         for p, c in self.tried:
             cost = (f"not compiled (lower bound {c.lower_bound_cycles:,} cycles)" if c.skipped else
                     f"error: {c.error}" if c.error else f"{c.runtime_cycles:,} cycles" + (
-                        f" (parts compiled with {c.l2_kept_free:,} bytes of L2 kept free for the partial sums)"
-                        if c.l2_kept_free else ""))
+                        f" (parts compiled with {c.l2_kept_free:,} bytes of L2 kept free for the partial sums"
+                        + ("; within the gap of its lower bound, so not compiled with all of L2"
+                           if c.all_l2_skipped else "") + ")" if c.l2_kept_free else ""))
             lines.append(f"  plan {p.kind}: {len(p.parts)} part(s), {cost}")
         if len(self.chosen.parts) > 1:
             for part in self.chosen.parts:
