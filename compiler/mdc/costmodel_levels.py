@@ -196,17 +196,20 @@ def _edge_units(d: VDir, units, extent):
 
 
 def _tile_sizes(lv: VLevel, conv: bool) -> None:
-    for d in lv.slots:
-        m, o, e = d.size, d.ofs, lv.dims[d.var]
-        steady = np.maximum(vdiv(e - m, o), 0)
-        has_edge = (steady * o + m < e) | (m > e)
-        lv.mapped[d.var] = m
-        u = np.minimum(m, o)
-        lv.unique[d.var] = u if d.spatial else np.where(e <= m, 0, u)
-        edge = e - (steady + 1) * o
-        edge = np.where(edge < 0, e, edge)
-        lv.medge[d.var] = np.where(has_edge, edge, m)
-        lv.uedge[d.var] = np.maximum(o - (m - edge), 0)
+    m = np.stack([d.size for d in lv.slots])        # (slots, N), all slots at once
+    o = np.stack([d.ofs for d in lv.slots])
+    e = np.stack([lv.dims[d.var] for d in lv.slots])
+    spatial = np.array([d.spatial for d in lv.slots])[:, None]
+    steady = np.maximum(vdiv(e - m, o), 0)
+    has_edge = (steady * o + m < e) | (m > e)
+    u = np.minimum(m, o)
+    unique = np.where(spatial | (e > m), u, 0)
+    edge = e - (steady + 1) * o
+    edge = np.where(edge < 0, e, edge)
+    medge = np.where(has_edge, edge, m)
+    uedge = np.maximum(o - (m - edge), 0)
+    for j, d in enumerate(lv.slots):        # (a dim's last slot is its entry)
+        lv.mapped[d.var], lv.unique[d.var], lv.medge[d.var], lv.uedge[d.var] = m[j], unique[j], medge[j], uedge[j]
     if conv:
         zero = lv.zero
         for d in lv.slots:

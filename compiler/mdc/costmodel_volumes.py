@@ -23,37 +23,38 @@ INIT, STEADY, EDGE = 0, 1, 2
 
 
 class States:
-    """Iteration states of every slot of a level for extents ``dims`` (arrays over N)."""
+    """Iteration states of every slot of a level for extents ``dims`` (arrays over N), all slots
+    at once: ``occ`` (slots, 3, N) occurrences per state, ``unrolled`` and ``init_edge`` (slots, N),
+    ``ee`` (slots, 3, N) whether a state's spatial step has an edge sub-cluster, ``union`` per slot
+    the states some candidate has."""
 
     def __init__(self, lv: VLevel, dims: dict):
-        self.occ, self.unrolled, self.init_edge, self.ee, self.union = [], [], [], [], []
         u = lv.units
-        for d in lv.slots:
-            m, o, e = d.size, d.ofs, dims[d.var]
-            occ = np.zeros((3,) + m.shape, np.int64)
-            ee = np.zeros((3,) + m.shape, bool)
-            if not d.spatial:
-                unrolled, init_edge = e <= m, e < m
-                nst = vdiv(e - m, o)
-                occ[STEADY] = np.where((m < e) & (nst > 0), nst, 0)
-                occ[EDGE] = (~(e < m) & (nst * o + m < e))
-            else:
-                cov = m + o * (u - 1)
-                unrolled, init_edge = e <= cov, e < cov
-                ee[INIT] = init_edge
-                nst = vdiv(vdiv(e - m, o) + 1, u) - 1
-                has_edge = ~(e <= cov) & ((nst + 1) * o * u + cov > e) & (nst * o * u + cov != e)
-                occ[STEADY] = np.where((cov < e) & (nst > 0), nst, 0)
-                rem = e - (nst + 1) * o * u
-                active = np.where(rem < m, 1, vdiv(rem - m, o) + 1)
-                ee[EDGE] = (active - 1) * o + m < rem
-                occ[EDGE] = ~init_edge & has_edge
-            occ[INIT] = 1
-            self.occ.append(occ)
-            self.unrolled.append(unrolled)
-            self.init_edge.append(init_edge)
-            self.ee.append(ee)
-            self.union.append([p for p in (INIT, STEADY, EDGE) if p == INIT or occ[p].any()])
+        m = np.stack([d.size for d in lv.slots])
+        o = np.stack([d.ofs for d in lv.slots])
+        e = np.stack([dims[d.var] for d in lv.slots])
+        spatial = np.array([d.spatial for d in lv.slots])[:, None]
+        steps = vdiv(e - m, o)
+        # temporal slots
+        t_steady = np.where((m < e) & (steps > 0), steps, 0)
+        t_edge = ~(e < m) & (steps * o + m < e)
+        # spatial slots: the units cover ``cov`` per step
+        cov = m + o * (u - 1)
+        nst = vdiv(steps + 1, u) - 1
+        has_edge = ~(e <= cov) & ((nst + 1) * o * u + cov > e) & (nst * o * u + cov != e)
+        rem = e - (nst + 1) * o * u
+        active = np.where(rem < m, 1, vdiv(rem - m, o) + 1)
+        reach = np.where(spatial, cov, m)
+        self.unrolled, self.init_edge = e <= reach, e < reach
+        self.occ = np.zeros((len(lv.slots), 3) + u.shape, np.int64)
+        self.occ[:, INIT] = 1
+        self.occ[:, STEADY] = np.where(spatial, np.where((cov < e) & (nst > 0), nst, 0), t_steady)
+        self.occ[:, EDGE] = np.where(spatial, ~self.init_edge & has_edge, t_edge)
+        self.ee = np.zeros(self.occ.shape, bool)
+        self.ee[:, INIT] = spatial & self.init_edge
+        self.ee[:, EDGE] = spatial & ((active - 1) * o + m < rem)
+        present = self.occ.any(2).tolist()
+        self.union = [[p for p in (INIT, STEADY, EDGE) if p == INIT or has[p]] for has in present]
 
 
 class LevelAt:
@@ -67,7 +68,7 @@ class LevelAt:
         self.false = np.zeros_like(self.units, bool)
         self._lv, self._cand, self._tiles = lv, cand, {}
 
-    def tiles(self, var: str) -> tuple[np.ndarray, ...]:
+    def tiles(self, var: str) -> np.ndarray:
         """:meth:`VLevel.tiles` at the candidates."""
         got = self._tiles.get(var)
         if got is None:
@@ -83,17 +84,18 @@ class Cases:
                  cand: np.ndarray):
         self.lv = LevelAt(lv, cand)
         eff = {d.var: j for j, d in enumerate(lv.slots)}   # a dim's state: its last slot's
-        self.pos = {v: rows[case, j] for v, j in eff.items()}
+        var, last = list(eff), np.array(list(eff.values()))
+        pos = rows[case][:, last].T                          # (dims, pairs)
+        at = cand[None, :]
+        edge = np.where(pos == INIT, S.init_edge[last][:, cand], pos == EDGE)
+        ee = S.ee[last[:, None], pos, at]
+        unrolled = (pos == INIT) & S.unrolled[last][:, cand]
+        self.pos, self.edge, self.ee, self.unrolled = ({v: a[k] for k, v in enumerate(var)}
+                                                       for a in (pos, edge, ee, unrolled))
         self.states = {v: set(rows[:, j].tolist()) for v, j in eff.items()}
-        self.edge, self.ee, self.unrolled = {}, {}, {}
-        for v, j in eff.items():
-            p = self.pos[v]
-            self.edge[v] = np.where(p == INIT, S.init_edge[j][cand], p == EDGE)
-            self.ee[v] = S.ee[j][p, cand]
-            self.unrolled[v] = (p == INIT) & S.unrolled[j][cand]
-        changing = np.full(len(rows), -1)   # per case, the innermost slot whose dim is not at Init
-        for j, d in enumerate(lv.slots):
-            changing = np.where(rows[:, eff[d.var]] != INIT, j, changing)
+        # per case, the innermost slot whose dim is not at Init (-1: none)
+        moving = rows[:, [eff[d.var] for d in lv.slots]] != INIT
+        changing = np.where(moving.any(1), len(lv.slots) - 1 - moving[:, ::-1].argmax(1), -1)
         self.cidx = changing[case]
         self.all_init = self.cidx == -1
         self.slot = {d.var: d for d in reversed(lv.slots)}   # the first slot of each dim
