@@ -83,8 +83,10 @@ def _combine(node: lark.Tree, parts: list[tuple[dict[str, int], int]], text: str
     raise AssertionError(kind)  # pragma: no cover
 
 
-def parse_statement(text: str) -> tuple[tuple[str, tuple[AffineIndex, ...]], str, list[tuple[str, tuple[AffineIndex, ...]]]]:
-    """Parse ``OUT[...] (+=|=) A[...] * B[...]`` into (written access, operator, read accesses).
+@lru_cache(maxsize=256)
+def parse_statement(text: str) -> tuple[tuple[str, tuple[AffineIndex, ...]], str, tuple[tuple[str, tuple[AffineIndex, ...]], ...]]:
+    """Parse ``OUT[...] (+=|=) A[...] * B[...]`` into (written access, operator, read accesses),
+    remembered (a model's layers share a few statements).
 
     Raises :class:`InputError` with the column of the problem."""
     try:
@@ -105,7 +107,7 @@ def parse_statement(text: str) -> tuple[tuple[str, tuple[AffineIndex, ...]], str
         return str(name), tuple(idx)
 
     out_node, assign, product = tree.children
-    return access(out_node), str(assign), [access(n) for n in product.children]
+    return access(out_node), str(assign), tuple(access(n) for n in product.children)
 
 
 def _expand_preset(data: LocDict, file: str) -> tuple[str, dict[str, int], str]:

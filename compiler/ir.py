@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from enum import Enum
+from functools import cached_property
 
 import islpy as isl
 
@@ -37,7 +38,7 @@ class AffineIndex:
     terms: tuple[tuple[str, int], ...]
     const: int = 0
 
-    @property
+    @cached_property
     def dims(self) -> tuple[str, ...]:
         return tuple(d for d, _ in self.terms)
 

@@ -376,17 +376,16 @@ def neighbours(view: MdcView, l2_tile: dict[str, int], choice: OnchipChoice, l1_
     (repeated rounds reach any order; each order is its own MDC template, scored in a call of its
     own, and trying every permutation or every pair at once changed no mapping of the quality
     suite on edge or cloud).  Only those that fit L1 are returned."""
-    out: list[OnchipChoice] = []
     if choice.merged and len(choice.spatial) == 1:
-        return out          # one level: nothing below the top level to change
+        return []           # one level: nothing below the top level to change
     l1 = dict(choice.l1_tile)
+    moves: list[tuple[tuple[SpatialLevel, ...], dict[str, int], tuple[str, ...]]] = []
 
     def add(levels, tile: dict[str, int], order) -> None:
         c = level_chunks(l2_tile, levels)
         tile = {d: min(t, c[d]) for d, t in tile.items()}
         tile[levels[-1].dim] = c[levels[-1].dim]
-        if l1_footprint(view, tile) <= l1_elements:
-            out.append(OnchipChoice(levels, tuple((d, tile[d]) for d in view.dims), order, choice.merged))
+        moves.append((levels, tile, order))
 
     chunk = level_chunks(l2_tile, choice.spatial)
     inner = choice.spatial[-1].dim
@@ -414,4 +413,9 @@ def neighbours(view: MdcView, l2_tile: dict[str, int], choice: OnchipChoice, l1_
         order = tuple(single + perm)
         if order != choice.inner_order:
             add(choice.spatial, l1, order)
-    return out
+    if not moves:
+        return []
+    # (the footprints of all moves at once)
+    fits = l1_footprint(view, {d: np.array([t[d] for _, t, _ in moves]) for d in l1}) <= l1_elements
+    return [OnchipChoice(levels, tuple((d, tile[d]) for d in view.dims), order, choice.merged)
+            for (levels, tile, order), ok in zip(moves, fits) if ok]
