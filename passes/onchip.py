@@ -250,7 +250,7 @@ def search(ctx: Context, offchip, keep: float = OPTIONS.keep_utilization,
     best_u = max(s.utilization for s in structures)
 
     def busiest(s: Structure) -> tuple:     # (ties: how they read, for reproducible output)
-        return -s.utilization, len(s.levels), s.spelling
+        return -s.utilization, len(s.levels), s.levels
     kept = heapq.nsmallest(max_structures, (s for s in structures if s.utilization >= keep * best_u), key=busiest)
     # One-level structures are one candidate each: all of them.  Of the others (within
     # ``top_keep`` of the best utilisation: fewer, larger top-level steps, their point, can be
@@ -258,8 +258,8 @@ def search(ctx: Context, offchip, keep: float = OPTIONS.keep_utilization,
     tops = top_spreads(view, l2_tile, target.num_pes, target.spatial_roles, keep_above=OPTIONS.top_keep * best_u)
     multi = [s for s in tops if len(s.levels) > 1]
     n = OPTIONS.top_structures
-    few = heapq.nsmallest(n, multi, key=lambda s: (
-        outer_steps(s, {s.levels[0].dim: view.op.extent(s.levels[0].dim)}), *busiest(s)))
+    extents = {d: view.op.extent(d) for d in view.dims}
+    few = heapq.nsmallest(n, multi, key=lambda s: (outer_steps(s, extents), *busiest(s)))
     top = [s for s in tops if len(s.levels) == 1] + list(dict.fromkeys(
         heapq.nsmallest(n, multi, key=busiest) + few + finest(multi, n)))
     overlap = []
@@ -269,7 +269,7 @@ def search(ctx: Context, offchip, keep: float = OPTIONS.keep_utilization,
         overlap = heapq.nsmallest(OPTIONS.overlap_structures,
                                   (s for s in spatial_structures(view, l2_tile, target.num_pes, target.spatial_roles, True)
                                    if outer_steps(s, l2_tile) > 1 and s.utilization >= keep * best_u),
-                                  key=lambda s: (-s.utilization, outer_steps(s, l2_tile), len(s.levels), s.spelling))
+                                  key=lambda s: (-s.utilization, outer_steps(s, l2_tile), len(s.levels), s.levels))
     if OPTIONS.solver == "cpsat":   # CP-SAT's best surrogate points per structure (compiler.mdc.onchip_cpsat)
         from compiler.mdc.onchip_cpsat import structure_choices
         per_structure, solved = structure_choices(view, l2_tile, kept + top + overlap, hw, OPTIONS.cpsat_time_s)

@@ -47,9 +47,11 @@ LAYER_DIMS = {
 WINDOW_FILTER = {"Y": "R", "X": "S"}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, order=True)
 class SpatialLevel:
-    """One cluster level of the PE array: ``dim`` spread over ``units``, ``tile`` per unit."""
+    """One cluster level of the PE array: ``dim`` spread over ``units``, ``tile`` per unit
+    (ordered by how it reads, the last tie-break of every ranking of structures, so that the
+    output is reproducible)."""
 
     dim: str
     units: int

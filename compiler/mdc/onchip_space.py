@@ -19,7 +19,7 @@ import heapq
 import itertools
 import math
 from dataclasses import dataclass
-from functools import cached_property, lru_cache
+from functools import lru_cache
 
 import numpy as np
 
@@ -37,12 +37,6 @@ class Structure:
     levels: tuple[SpatialLevel, ...]
     utilization: float
     merged: bool = False        # the first level shares level 0 (see compiler.mdc.lowering.layer_slots)
-
-    @cached_property
-    def spelling(self) -> tuple[tuple[str, int, int], ...]:
-        """(dim, units, tile) per level: how it reads, the last tie-break of every ranking of
-        structures (so that the output is reproducible)."""
-        return tuple((lv.dim, lv.units, lv.tile) for lv in self.levels)
 
 
 @lru_cache(maxsize=256)
@@ -169,7 +163,7 @@ def finest(structures: list[Structure], count: int) -> list[Structure]:
     best cluster shape differs by dim (a reduction over 128 top units may not count its MACs
     exactly, an output dim there does)."""
     def rank(s: Structure) -> tuple:
-        return -s.utilization, -s.levels[0].units, len(s.levels), s.spelling
+        return -s.utilization, -s.levels[0].units, len(s.levels), s.levels
     by_dim: dict[str, list[tuple[int, Structure]]] = {}
     for i, s in enumerate(structures):
         by_dim.setdefault(s.levels[0].dim, []).append((i, s))
