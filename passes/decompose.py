@@ -24,8 +24,9 @@ Decides:  the plans (:mod:`compiler.decomposition`) that write the op as parts a
           plan's cost (MobileNetV2 b4_first_dw on edge: 17,596 -> 10,916 cycles).  When the
           output takes over 45 % of L2 (ROOM_FIRST) the room is kept free first, and for
           ``--objective latency`` the parts are not compiled with all of L2 at all if that plan
-          already runs within 0.5 % (ROOM_GAP) of its lower bound: nothing could beat it by more
-          (ResNet-50 res4a_3x3 on edge: 9 part compilations -> 5, the same mapping).
+          already runs within 1.5 % (ROOM_GAP) of its lower bound: nothing could beat it by more
+          (ResNet-50 res3a_3x3 and res4a_3x3 on edge: 9 part compilations -> 5, the same mappings;
+          res3a's phases run 1.1 % above the bound).
 Leaves:   ``ctx.decomposition`` (the plans tried, their runtimes); when a plan of several parts
           wins, also ``ctx.lowered`` (one ``.m`` with a layer per part, metrics of the whole,
           see :mod:`compiler.mdc.parts`), the artefacts and stage LOWERED, so the per-op passes
@@ -56,7 +57,7 @@ MAX_BLOCKS = 32          # blocks of a blocked-phases plan (each block is one pa
 # whose parts compiled with all of L2 left the room themselves had partial sums of at most 26 % of
 # L2, then 35, 40 and 47 %; those that did not, 35, 47 and 93 %: above 45 % the room comes first.
 ROOM_FIRST = 0.45
-ROOM_GAP = 0.005
+ROOM_GAP = 0.015
 
 # The per-op MDC passes, run on each distinct part (the same ones the pipeline runs on a whole op).
 PART_PASSES = (conformance.run, mdc_limits.run, offchip.run, onchip.run, replan.run, top_steps.run, mdc_emit.run)
