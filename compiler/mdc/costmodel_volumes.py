@@ -68,7 +68,7 @@ class LevelAt:
         self.false = np.zeros_like(self.units, bool)
         self._lv, self._cand, self._tiles = lv, cand, {}
 
-    def tiles(self, var: str) -> np.ndarray:
+    def tiles(self, var: str) -> tuple[np.ndarray, ...]:
         """:meth:`VLevel.tiles` at the candidates."""
         got = self._tiles.get(var)
         if got is None:
