@@ -236,10 +236,12 @@ def test_room_first_skips_all_of_l2_only_within_the_gap(monkeypatch):
 
     def phases_cost():
         ctx = run_pipeline(Path("s2.yaml"), edge, op=op)
+        told.append(ctx.decomposition.pretty())
         return next(c for p, c in ctx.decomposition.tried if p.kind == "phases")
-    gap = decompose.ROOM_GAP
+    gap, told = decompose.ROOM_GAP, []
     quick = phases_cost()
     assert quick.all_l2_skipped and quick.l2_kept_free == 256 * 14 * 14
+    assert "so not compiled with all of L2" in told[0]
     assert quick.runtime_cycles <= (1 + gap) * quick.lower_bound_cycles
     monkeypatch.setattr(decompose, "ROOM_GAP", -1.0)
     both = phases_cost()
