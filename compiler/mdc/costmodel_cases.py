@@ -20,6 +20,7 @@ Used by :func:`compiler.mdc.costmodel.evaluate_batch`.
 from __future__ import annotations
 
 from dataclasses import fields, replace
+from functools import lru_cache
 from itertools import product
 
 import numpy as np
@@ -54,6 +55,12 @@ def case_order(counts: list[int]) -> list[tuple[int, ...]]:
             if cid % freq[i] == 0:
                 ctr[i] = 0 if ctr[i] + 1 == c else ctr[i] + 1
     return out
+
+
+@lru_cache(maxsize=1024)
+def _case_ids(counts: tuple[int, ...]) -> dict[tuple[int, ...], int]:
+    """MAESTRO's case id of each state combination (:func:`case_order`), remembered per state count."""
+    return {combo: i for i, combo in enumerate(case_order(list(counts)))}
 
 
 class _Ctx:
@@ -135,7 +142,7 @@ def _order_positions(S: States, grid: list[tuple[int, ...]]) -> np.ndarray:
         cols = np.nonzero(code == u)[0]
         cnt = [int(x) for x in counts[:, cols[0]]]
         has = [[(o[STEADY] > 0)[cols[0]], (o[EDGE] > 0)[cols[0]]] for o in S.occ]
-        pos_of = {combo: i for i, combo in enumerate(case_order(cnt))}
+        pos_of = _case_ids(tuple(cnt))
         for g, pos in enumerate(grid):
             idx = []
             for j, p in enumerate(pos):
