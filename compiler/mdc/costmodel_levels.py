@@ -170,7 +170,6 @@ class VLevel:
         self.one = np.ones_like(self.units)
         self.zero = np.zeros_like(self.units)
         self.false = np.zeros_like(self.units, bool)
-        self.true = np.ones_like(self.units, bool)
 
     def tiles(self, var: str) -> tuple[np.ndarray, ...]:
         """(mapped, unique, mapped at the edge, unique at the edge, unique or 1 where it is 0) of
