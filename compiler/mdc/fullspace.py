@@ -31,6 +31,7 @@ from .hw import HwConfig
 from .syntax import MdcLayer, cluster, make_layer
 from .lowering import MdcView, Slot, slot_batch
 from .onchip_space import spreadable_dims
+from .scoring import bandwidth_over
 
 
 @dataclass(frozen=True)
@@ -124,8 +125,7 @@ def full_space_bests(view: MdcView, hws: list[HwConfig], allowed_roles: tuple[st
                 ok = (m.valid & (m.macs == view.layer_macs) & (m.l1_elements <= hw.l1_size)
                       & (m.l2_elements <= hw.l2_size)
                       & runtime_counts_every_mac(m.compute_delay_cycles, m.macs, hw.num_pes, hw.macs_per_pe))
-                over = np.maximum(1.0, np.maximum(m.noc_bw_required / hw.noc_bw,
-                                                  m.offchip_bw_required / hw.offchip_bw))
+                over = np.maximum(1.0, bandwidth_over(m.noc_bw_required, m.offchip_bw_required, hw))
                 for h in range(len(hws)):
                     mine = who == h
                     points[h] += int(mine.sum())
