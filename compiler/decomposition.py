@@ -26,7 +26,7 @@ from dataclasses import dataclass, replace
 import islpy as isl
 
 from .frontend import build_op
-from .ir import AffineIndex, Op
+from .ir import AffineIndex, Op, Tensor
 
 Index = tuple[AffineIndex, ...]
 
@@ -42,13 +42,20 @@ class Part:
     embed: tuple[tuple[str, AffineIndex | str], ...]
     origin: Op
 
-    def views(self) -> dict[str, str]:
-        """Per tensor, the original element the part's access reads or writes, in the part's dims."""
+    def original_index(self, tensor: Tensor) -> tuple[AffineIndex, ...] | None:
+        """The subscripts of the original op's ``tensor`` in the part's dims (None when the
+        embedding is quasi-affine, a GEMM's flattened dims)."""
         full = dict(self.embed)
         if not all(isinstance(e, AffineIndex) for e in full.values()):
+            return None
+        return tuple(_subst(i, full) for i in tensor.index)
+
+    def views(self) -> dict[str, str]:
+        """Per tensor, the original element the part's access reads or writes, in the part's dims."""
+        if any(not isinstance(e, AffineIndex) for _, e in self.embed):
             flat = ", ".join(f"{d}={e}" for d, e in self.embed)
             return {t.name: f"{t} with {flat}" for t in self.origin.tensors}
-        return {t.name: f"{t.name}[{','.join(str(_subst(i, full)) for i in t.index)}]"
+        return {t.name: f"{t.name}[{','.join(str(i) for i in self.original_index(t))}]"
                 for t in self.origin.tensors}
 
     def report(self) -> dict:

@@ -13,6 +13,7 @@ import math
 from dataclasses import dataclass
 
 import islpy as isl
+import numpy as np
 
 from .checker import check_file, is_clean
 from .costmodel import evaluate_file
@@ -88,6 +89,29 @@ class Decomposition:
         return "\n".join(lines)
 
 
+# Image counts by enumeration stay below this many values per axis (and output bitmap cells);
+# beyond it, and for images whose axes share a loop dim, ISL counts.
+ENUMERATE_UP_TO = 1 << 24
+
+
+def _axis_values(index: tuple[AffineIndex, ...], extents: dict[str, int]) -> list[np.ndarray] | None:
+    """Per axis, the sorted distinct values of its subscript over the box ``extents``, when no
+    loop dim indexes two axes (the image of the box is then their product); else None.  ISL's
+    count of such an image (a strided window is an existential) takes tens of milliseconds."""
+    dims = [d for ix in index for d in ix.dims]
+    if len(dims) != len(set(dims)):
+        return None
+    out = []
+    for ix in index:
+        values = np.array([ix.const], np.int64)
+        for d, c in ix.terms:
+            if values.size * extents[d] > ENUMERATE_UP_TO:
+                return None
+            values = np.unique(np.add.outer(values, c * np.arange(extents[d], dtype=np.int64)))
+        out.append(values)
+    return out
+
+
 def _output_set(op: Op, part) -> isl.Set:
     """The original output elements a part writes."""
     image = coverage_map(part).range()
@@ -102,6 +126,10 @@ def _output_set(op: Op, part) -> isl.Set:
 def partial_sum_rereads(op: Op, plan: Plan) -> list[tuple[int, int]]:
     """Per part: output elements it adds to after an earlier part wrote them, and how many
     output elements it writes."""
+    return _rereads_by_bitmap(op, plan) or _rereads_by_isl(op, plan)
+
+
+def _rereads_by_isl(op: Op, plan: Plan) -> list[tuple[int, int]]:
     seen, out = None, []
     for part in plan.parts:
         written = _output_set(op, part)
@@ -111,9 +139,32 @@ def partial_sum_rereads(op: Op, plan: Plan) -> list[tuple[int, int]]:
     return out
 
 
+def _rereads_by_bitmap(op: Op, plan: Plan) -> list[tuple[int, int]] | None:
+    """:func:`partial_sum_rereads` on a bitmap of the output, each part's writes the product of
+    its per-axis images (:func:`_axis_values`); None where that does not apply."""
+    whole = _axis_values(op.output.index, {d.name: d.extent for d in op.dims})
+    if whole is None or math.prod(v[-1] - v[0] + 1 for v in whole) > ENUMERATE_UP_TO:
+        return None
+    seen = np.zeros([int(v[-1] - v[0] + 1) for v in whole], bool)
+    out = []
+    for part in plan.parts:
+        index = part.original_index(op.output)
+        axes = None if index is None else _axis_values(index, {d.name: d.extent for d in part.op.dims})
+        if axes is None:
+            return None
+        written = np.zeros_like(seen)
+        written[np.ix_(*[a - v[0] for a, v in zip(axes, whole)])] = True
+        out.append((int(np.count_nonzero(written & seen)), math.prod(a.size for a in axes)))
+        seen |= written
+    return out
+
+
 def touched_elements(op: Op) -> list[int]:
-    """Per tensor, the elements the op touches (its compulsory DRAM traffic), counted by ISL."""
-    return [int(op.domain.apply(t.access).count_val().to_python()) for t in op.tensors]
+    """Per tensor, the elements the op touches (its compulsory DRAM traffic): the product of the
+    per-axis images where no loop dim indexes two axes, else counted by ISL."""
+    extents = {d.name: d.extent for d in op.dims}
+    return [math.prod(a.size for a in axes) if (axes := _axis_values(t.index, extents)) is not None
+            else int(op.domain.apply(t.access).count_val().to_python()) for t in op.tensors]
 
 
 def lower_bound(op: Op, plan: Plan, rereads: list[tuple[int, int]], target) -> int:
