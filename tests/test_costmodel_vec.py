@@ -88,6 +88,40 @@ def test_gemm_template_with_edges():
         _same(batch, i, evaluate_layer(_layer_of(t, sizes[i], offs[i], cl[i]), hw))
 
 
+def test_sub_levels_analysed_once_per_distinct_row(monkeypatch):
+    """Candidates that differ only above a cluster level share that level's analysis; the batch's
+    numbers are the same with and without finding the distinct rows, and alone."""
+    from compiler.mdc import costmodel_cases
+    layer = make_layer("g", "GEMM", {"M": 100, "N": 70, "K": 90}, [])
+    from compiler.mdc.costmodel import MappingTemplate
+    t = MappingTemplate(layer, (("T", "N"), ("S", "M"), ("T", "K"), ("C", ""), ("T", "N"),
+                                ("S", "K"), ("C", ""), ("T", "M"), ("S", "N")))
+    rng = np.random.default_rng(5)
+    n = 300
+    a, b, k = rng.integers(1, 71, n), rng.integers(1, 101, n), rng.integers(1, 91, n)
+    lower = rng.choice([1, 3, 7], n)         # few distinct lower levels under many upper ones
+    sizes = np.stack([a, b, k, lower, np.ones(n, int), np.full(n, 2), np.ones(n, int)], 1)
+    offs = sizes.copy()
+    cl = np.stack([rng.choice([4, 8], n), np.full(n, 4)], 1)
+    hw = HwConfig(num_pes=256, noc_bw=64, offchip_bw=16)
+    rows = {}
+    analyze = costmodel_cases._analyze
+
+    def spy(ctx, li, idx, dims):
+        rows[li] = rows.get(li, 0) + len(idx)
+        return analyze(ctx, li, idx, dims)
+    monkeypatch.setattr(costmodel_cases, "_analyze", spy)
+    distinct = evaluate_batch(t, sizes, offs, cl, hw)
+    deduped, rows = rows, {}
+    monkeypatch.setattr(costmodel_cases, "DISTINCT_FROM", 10**9)
+    every = evaluate_batch(t, sizes, offs, cl, hw)
+    assert deduped[2] < rows[2] / 4, (deduped, rows)
+    for f in INT_FIELDS + FLOAT_FIELDS:
+        assert np.array_equal(getattr(distinct, f), getattr(every, f)), f
+    for i in range(0, n, 15):
+        _same(distinct, i, evaluate_layer(_layer_of(t, sizes[i], offs[i], cl[i]), hw))
+
+
 GEMM_OS = """Network n {
   Layer g {
     Type: GEMM

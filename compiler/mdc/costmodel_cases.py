@@ -70,6 +70,19 @@ class _Ctx:
         self.levels, self.tensors, self.conv, self.hw = levels, tensors, conv, hw
         self.ins = [t for t in tensors if t.is_input]
         self.out_t = next(t for t in tensors if not t.is_input)
+        self._alike: dict[int, np.ndarray] = {}
+
+    def alike(self, li: int) -> np.ndarray:
+        """Per candidate, a number shared by exactly the candidates whose levels ``li`` and below
+        (and per-candidate hardware) are equal: they analyse alike at equal extents."""
+        got = self._alike.get(li)
+        if got is None:
+            cols = [a for f in fields(self.hw) if isinstance(a := getattr(self.hw, f.name), np.ndarray)]
+            for lv in self.levels[li:]:
+                cols += [lv.units, lv.edge_units] + [a for d in lv.slots for a in (d.size, d.ofs)]
+                cols += [m[k] for m in (lv.dims, lv.mapped, lv.unique, lv.medge, lv.uedge) for k in sorted(m)]
+            got = self._alike[li] = np.unique(np.stack(cols, 1), axis=0, return_inverse=True)[1].reshape(-1)
+        return got
 
 
 def analyze(levels: list[VLevel], tensors, conv: bool, hw: HwConfig, full: dict) -> dict:
@@ -118,7 +131,7 @@ def _sub(ctx: _Ctx, li: int, idx: np.ndarray, rows: np.ndarray,
         keys = list(parts[0][0])
         dims = sub_dims({v: np.concatenate([by_num[row[k]] for row in distinct])
                          for k, v in enumerate(keys)}, ctx.conv)
-        res = _analyze(ctx, li, np.tile(idx, len(distinct)), dims)
+        res = _analyze_distinct(ctx, li, np.tile(idx, len(distinct)), dims)
     out = []
     for (_, mask), (cases, nums) in zip(parts, picks):
         got = {}
@@ -129,6 +142,25 @@ def _sub(ctx: _Ctx, li: int, idx: np.ndarray, rows: np.ndarray,
             got[name] = a
         out.append(got)
     return out
+
+
+# Sub-level rows from which finding the distinct ones pays (it costs a sort of the rows).
+DISTINCT_FROM = 512
+
+
+def _analyze_distinct(ctx: _Ctx, li: int, idx: np.ndarray, dims: dict) -> dict:
+    """:func:`_analyze` of a sub-level, each distinct (candidate's levels from ``li`` down, extents)
+    once: candidates that differ only above ``li`` share their sub-cluster tiles (on a ResNet-50
+    layer with four levels, 21,112 rows of the lowest level hold 2,341 distinct ones)."""
+    if len(idx) < DISTINCT_FROM:
+        return _analyze(ctx, li, idx, dims)
+    key = np.stack([ctx.alike(li)[idx]] + [dims[k] for k in sorted(dims)], 1)
+    _, first, inverse = np.unique(key, axis=0, return_index=True, return_inverse=True)
+    if len(first) == len(idx):
+        return _analyze(ctx, li, idx, dims)
+    res = _analyze(ctx, li, idx[first], {k: v[first] for k, v in dims.items()})
+    inverse = inverse.reshape(-1)
+    return {k: v[inverse] for k, v in res.items()}
 
 
 def _order_positions(S: States, grid: list[tuple[int, ...]]) -> np.ndarray:
