@@ -79,7 +79,7 @@ class _Ctx:
         if got is None:
             cols = [a for f in fields(self.hw) if isinstance(a := getattr(self.hw, f.name), np.ndarray)]
             for lv in self.levels[li:]:
-                cols += [lv.units, lv.edge_units] + [a for d in lv.slots for a in (d.size, d.ofs)]
+                cols += [lv.units, lv.edge_units, *lv.sizes, *lv.ofs]
                 cols += [m[k] for m in (lv.dims, lv.mapped, lv.unique, lv.medge, lv.uedge) for k in sorted(m)]
             got = self._alike[li] = np.unique(np.stack(cols, 1), axis=0, return_inverse=True)[1].reshape(-1)
         return got
@@ -95,8 +95,10 @@ def analyze(levels: list[VLevel], tensors, conv: bool, hw: HwConfig, full: dict)
 def _take(lv: VLevel, idx: np.ndarray) -> VLevel:
     """Level ``lv`` of the candidates ``idx`` (repeated as often as they occur)."""
     at = lambda m: {k: v[idx] for k, v in m.items()}  # noqa: E731
-    return VLevel(lv.units[idx], [VDir(d.spatial, d.var, d.size[idx], d.ofs[idx]) for d in lv.slots],
-                  at(lv.dims), lv.edge_units[idx], at(lv.mapped), at(lv.unique), at(lv.medge), at(lv.uedge))
+    sizes, ofs = lv.sizes[:, idx], lv.ofs[:, idx]
+    return VLevel(lv.units[idx], [VDir(d.spatial, d.var, sizes[j], ofs[j]) for j, d in enumerate(lv.slots)],
+                  at(lv.dims), lv.edge_units[idx], at(lv.mapped), at(lv.unique), at(lv.medge), at(lv.uedge),
+                  sizes=sizes, ofs=ofs)
 
 
 def _hw_take(hw: HwConfig, idx: np.ndarray) -> HwConfig:

@@ -164,8 +164,13 @@ class VLevel:
     medge: dict[str, np.ndarray] = field(default_factory=dict)
     uedge: dict[str, np.ndarray] = field(default_factory=dict)
     _tiles: dict = field(default_factory=dict)
+    sizes: np.ndarray | None = None     # (slots, N): every slot's size (the slots' arrays are its rows)
+    ofs: np.ndarray | None = None       # (slots, N): every slot's offset
 
     def __post_init__(self):
+        if self.sizes is None:
+            self.sizes = np.stack([d.size for d in self.slots])
+            self.ofs = np.stack([d.ofs for d in self.slots])
         # Shared constants of the right shape; the analysis never writes into an array in place.
         self.one = np.ones_like(self.units)
         self.zero = np.zeros_like(self.units)
@@ -195,8 +200,7 @@ def _edge_units(d: VDir, units, extent):
 
 
 def _tile_sizes(lv: VLevel, conv: bool) -> None:
-    m = np.stack([d.size for d in lv.slots])        # (slots, N), all slots at once
-    o = np.stack([d.ofs for d in lv.slots])
+    m, o = lv.sizes, lv.ofs                         # (slots, N), all slots at once
     e = np.stack([lv.dims[d.var] for d in lv.slots])
     spatial = np.array([d.spatial for d in lv.slots])[:, None]
     steady = np.maximum(vdiv(e - m, o), 0)

@@ -30,8 +30,7 @@ class States:
 
     def __init__(self, lv: VLevel, dims: dict):
         u = lv.units
-        m = np.stack([d.size for d in lv.slots])
-        o = np.stack([d.ofs for d in lv.slots])
+        m, o = lv.sizes, lv.ofs
         e = np.stack([dims[d.var] for d in lv.slots])
         spatial = np.array([d.spatial for d in lv.slots])[:, None]
         steps = vdiv(e - m, o)

@@ -297,14 +297,20 @@ def inner_choices(view: MdcView, l2_tile: dict[str, int], structure: Structure, 
     fits, tried = _fitting_tiles(view, chunk, inner, l1_elements, _tile_options)
     orders = inner_orders(view, inner)[:max_orders]
     choices = []
+    distinct: dict[tuple[str, ...], list[tuple[str, ...]]] = {}    # stepping dims -> orders kept
     for t in fits:
         # Orders that differ only in where single-step loops sit are one candidate (the model
         # gives them the same numbers): the first of each is kept, as a tie would pick it.
-        tile, seen = tuple((d, t[d]) for d in view.dims), set()
-        for order in orders:
-            if (key := stepping(order, t, chunk)) not in seen:
-                seen.add(key)
-                choices.append(OnchipChoice(structure.levels, tile, order, structure.merged))
+        steps = tuple(d for d in view.dims if t[d] < chunk[d])
+        kept = distinct.get(steps)
+        if kept is None:
+            kept, seen = distinct.setdefault(steps, []), set()
+            for order in orders:
+                if (key := stepping(order, t, chunk)) not in seen:
+                    seen.add(key)
+                    kept.append(order)
+        tile = tuple((d, t[d]) for d in view.dims)
+        choices += [OnchipChoice(structure.levels, tile, order, structure.merged) for order in kept]
     return choices, tried
 
 
