@@ -1,0 +1,59 @@
+"""Compile-time benchmark: one model compiled cold several times, each run with the machine's state.
+
+Usage: ``python bench/compile_time.py [--model examples/models/resnet50.yaml] [--target edge]
+[--jobs 2] [--runs 5]``
+
+A shared machine's speed drifts (on the 2-core machines mapc is measured on, by up to 1.8x within
+minutes), so a wall time means little without the state it was measured in.  Before each cold
+compile (:func:`bench.models.cold_compile`: a fresh process, imports and worker start-up included)
+this records the load average and a *speed probe*: the seconds a fixed numpy workload of the kind
+the cost model runs (many operations on small arrays) takes in this process.  The table pairs each
+wall time with both; the goal (ResNet-50 on edge, ``-j 2``, at most 5 s) is judged on the runs
+whose probe is near the machine's usual value, and the slow ones are reported as such.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from models import ROOT, cold_compile  # noqa: E402
+
+
+def speed_probe() -> float:
+    """Seconds for 100,000 small-array numpy operations (lower is faster)."""
+    x = np.arange(1000)
+    start = time.perf_counter()
+    for _ in range(50_000):
+        x * 2 + 1
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", type=Path, default=ROOT / "examples/models/resnet50.yaml")
+    ap.add_argument("--target", default="edge")
+    ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--runs", type=int, default=5)
+    args = ap.parse_args()
+    walls = []
+    print(f"{args.model.name} on {args.target}, -j {args.jobs}, cold process per run")
+    print("| run | load avg (1 min) | speed probe s | wall s |\n|---|---|---|---|")
+    for run in range(1, args.runs + 1):
+        load, probe = os.getloadavg()[0], speed_probe()
+        wall, code, _, stderr = cold_compile(args.model, args.target, args.jobs)
+        if code != 0:
+            raise SystemExit(f"mapc exited {code}:\n{stderr}")
+        walls.append(wall)
+        print(f"| {run} | {load:.2f} | {probe:.3f} | {wall:.2f} |", flush=True)
+    print(f"median wall {statistics.median(walls):.2f} s, min {min(walls):.2f} s, max {max(walls):.2f} s")
+
+
+if __name__ == "__main__":
+    main()
