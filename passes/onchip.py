@@ -285,8 +285,8 @@ def search(ctx: Context, offchip, keep: float = OPTIONS.keep_utilization,
         OPTIONS.solver == "prune" and ctx.options.objective == "latency") else None
     bounds = None
     if bound:   # (a structure's choices share its bound: see compiler.mdc.onchip_bound)
-        shared = iter(bound.many([choices[0] for choices, _ in per_structure if choices]))
-        bounds = [b for choices, _ in per_structure if choices for b in [next(shared)] * len(choices)]
+        filled = [choices for choices, _ in per_structure if choices]
+        bounds = [b for choices, b in zip(filled, bound.many([c[0] for c in filled])) for _ in choices]
     deadline = time.perf_counter() + ctx.options.time_limit_s
     scores = score_choices(view, l2_tile, dram_order, candidates, hw, deadline=deadline, bounds=bounds,
                            cutoff=lambda s: best_within(s, priced), memo=memo)

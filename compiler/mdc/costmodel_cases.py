@@ -77,7 +77,7 @@ class _Ctx:
         (and per-candidate hardware) are equal: they analyse alike at equal extents."""
         got = self._alike.get(li)
         if got is None:
-            cols = [a for f in fields(self.hw) if isinstance(a := getattr(self.hw, f.name), np.ndarray)]
+            cols = list(_hw_arrays(self.hw).values())
             for lv in self.levels[li:]:
                 cols += [lv.units, lv.edge_units, *lv.sizes, *lv.ofs]
                 cols += [m[k] for m in (lv.dims, lv.mapped, lv.unique, lv.medge, lv.uedge) for k in sorted(m)]
@@ -101,10 +101,14 @@ def _take(lv: VLevel, idx: np.ndarray) -> VLevel:
                   sizes=sizes, ofs=ofs)
 
 
+def _hw_arrays(hw: HwConfig) -> dict[str, np.ndarray]:
+    """``hw``'s per-candidate numbers (arrays over the batch), if any."""
+    return {f.name: a for f in fields(hw) if isinstance(a := getattr(hw, f.name), np.ndarray)}
+
+
 def _hw_take(hw: HwConfig, idx: np.ndarray) -> HwConfig:
     """``hw`` for the candidates ``idx``: its per-candidate numbers (if any) picked likewise."""
-    picked = {f.name: getattr(hw, f.name)[idx] for f in fields(hw)
-              if isinstance(getattr(hw, f.name), np.ndarray)}
+    picked = {name: a[idx] for name, a in _hw_arrays(hw).items()}
     return replace(hw, **picked) if picked else hw
 
 

@@ -171,6 +171,7 @@ class VLevel:
         if self.sizes is None:
             self.sizes = np.stack([d.size for d in self.slots])
             self.ofs = np.stack([d.ofs for d in self.slots])
+        self.spatial = np.array([d.spatial for d in self.slots])[:, None]   # (slots, 1)
         # Shared constants of the right shape; the analysis never writes into an array in place.
         self.one = np.ones_like(self.units)
         self.zero = np.zeros_like(self.units)
@@ -200,9 +201,8 @@ def _edge_units(d: VDir, units, extent):
 
 
 def _tile_sizes(lv: VLevel, conv: bool) -> None:
-    m, o = lv.sizes, lv.ofs                         # (slots, N), all slots at once
+    m, o, spatial = lv.sizes, lv.ofs, lv.spatial    # (slots, N), all slots at once
     e = np.stack([lv.dims[d.var] for d in lv.slots])
-    spatial = np.array([d.spatial for d in lv.slots])[:, None]
     steady = np.maximum(vdiv(e - m, o), 0)
     has_edge = (steady * o + m < e) | (m > e)
     u = np.minimum(m, o)

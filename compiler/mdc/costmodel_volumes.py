@@ -30,9 +30,8 @@ class States:
 
     def __init__(self, lv: VLevel, dims: dict):
         u = lv.units
-        m, o = lv.sizes, lv.ofs
+        m, o, spatial = lv.sizes, lv.ofs, lv.spatial
         e = np.stack([dims[d.var] for d in lv.slots])
-        spatial = np.array([d.spatial for d in lv.slots])[:, None]
         steps = vdiv(e - m, o)
         # temporal slots
         t_steady = np.where((m < e) & (steps > 0), steps, 0)

@@ -126,7 +126,8 @@ def _output_set(op: Op, part) -> isl.Set:
 def partial_sum_rereads(op: Op, plan: Plan) -> list[tuple[int, int]]:
     """Per part: output elements it adds to after an earlier part wrote them, and how many
     output elements it writes."""
-    return _rereads_by_bitmap(op, plan) or _rereads_by_isl(op, plan)
+    counted = _rereads_by_bitmap(op, plan)
+    return _rereads_by_isl(op, plan) if counted is None else counted
 
 
 def _rereads_by_isl(op: Op, plan: Plan) -> list[tuple[int, int]]:
