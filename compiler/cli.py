@@ -6,6 +6,7 @@ any other exception is an internal error (exit 1; ``--debug`` shows the tracebac
 from __future__ import annotations
 
 import functools
+import gc
 import sys
 from collections import Counter
 from pathlib import Path
@@ -397,5 +398,18 @@ def verify(schedule: Path, seed: int, element: bool) -> None:
         sys.exit(2)
 
 
-if __name__ == "__main__":  # pragma: no cover
+def run() -> None:
+    """The ``mapc`` program: :func:`main` in a process tuned for it.
+
+    A compilation allocates many short-lived arrays and tuples and makes few reference cycles.
+    At the collector's default pace (a collection every 700 allocations, rescanning every object
+    the imports made) collecting took 2.2 % of the instructions of four ResNet-50 layers, at this
+    one 0.04 %.  Workers forked by ``-j`` inherit it.  (Not in :func:`main`, which tests call
+    in one long process.)"""
+    gc.freeze()
+    gc.set_threshold(10_000, 10, 10)
     main()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    run()

@@ -254,7 +254,7 @@ def test_partial_sums_keep_their_room_in_l2():
 
 def test_room_first_skips_all_of_l2_only_within_the_gap(monkeypatch):
     """A stride-2 conv whose output takes nearly half of edge's L2: its phases are compiled with
-    that room kept free first, and since they then run within ROOM_GAP of the plan's lower bound,
+    that room kept free first, and since they then run within GAP of the plan's lower bound,
     not again with all of L2; compiling both (no gap) finds nothing better by more than the gap."""
     op = build_op("s2", CONV.format(s=2, d=1), dict(n=1, k=256, c=128, p=14, q=14, r=3, s=3), "int8")
     edge = load_target("edge")
@@ -263,15 +263,38 @@ def test_room_first_skips_all_of_l2_only_within_the_gap(monkeypatch):
         ctx = run_pipeline(Path("s2.yaml"), edge, op=op)
         told.append(ctx.decomposition.pretty())
         return next(c for p, c in ctx.decomposition.tried if p.kind == "phases")
-    gap, told = decompose.ROOM_GAP, []
+    gap, told = decompose.GAP, []
     quick = phases_cost()
     assert quick.all_l2_skipped and quick.l2_kept_free == 256 * 14 * 14
     assert "so not compiled with all of L2" in told[0]
     assert quick.runtime_cycles <= (1 + gap) * quick.lower_bound_cycles
-    monkeypatch.setattr(decompose, "ROOM_GAP", -1.0)
+    monkeypatch.setattr(decompose, "GAP", -1.0)
     both = phases_cost()
     assert not both.all_l2_skipped
     assert quick.runtime_cycles <= (1 + gap) * both.runtime_cycles
+
+
+def test_as_written_is_not_compiled_when_a_plan_runs_within_the_gap_of_its_bound(monkeypatch):
+    """A stride-2 3x3 conv: as written and as phases it has the same lower bound (MACs over the
+    PEs); the phases go first and run within GAP of it, so the op as written is not compiled.
+    Compiling everything (no gap) finds it slower, and the same plan wins (within the gap)."""
+    op = build_op("s2", CONV.format(s=2, d=1), dict(n=1, k=256, c=128, p=14, q=14, r=3, s=3), "int8")
+    edge = load_target("edge")
+
+    def tried():
+        ctx = run_pipeline(Path("s2.yaml"), edge, op=op)
+        return ctx.decomposition.chosen.kind, {p.kind: c for p, c in ctx.decomposition.tried}
+    gap = decompose.GAP
+    chosen, quick = tried()
+    assert chosen == "phases" and quick["as-written"].skipped and not quick["phases"].skipped
+    assert quick["as-written"].lower_bound_cycles == quick["phases"].lower_bound_cycles
+    assert quick["phases"].runtime_cycles <= (1 + gap) * quick["as-written"].lower_bound_cycles
+    assert quick["as-written"].report()["skipped"].startswith("a plan already compiled runs within 1.5 %")
+    monkeypatch.setattr(decompose, "GAP", -1.0)
+    chosen_all, everything = tried()
+    assert not everything["as-written"].skipped
+    assert everything["as-written"].runtime_cycles > everything["phases"].runtime_cycles
+    assert chosen_all == chosen and quick["phases"].runtime_cycles <= (1 + gap) * everything["phases"].runtime_cycles
 
 
 def test_stem_plans_on_edge_are_all_exact():

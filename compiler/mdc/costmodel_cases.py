@@ -58,9 +58,13 @@ def case_order(counts: list[int]) -> list[tuple[int, ...]]:
 
 
 @lru_cache(maxsize=1024)
-def _case_ids(counts: tuple[int, ...]) -> dict[tuple[int, ...], int]:
-    """MAESTRO's case id of each state combination (:func:`case_order`), remembered per state count."""
-    return {combo: i for i, combo in enumerate(case_order(list(counts)))}
+def _case_ids(counts: tuple[int, ...]) -> np.ndarray:
+    """MAESTRO's case id of each state combination (:func:`case_order`), at the combination's
+    mixed-radix number over ``counts``; remembered per state count."""
+    order = np.array(case_order(list(counts)), np.int64).reshape(-1, len(counts))
+    ids = np.empty(len(order), np.int64)
+    ids[np.ravel_multi_index(tuple(order.T), counts)] = np.arange(len(order))
+    return ids
 
 
 class _Ctx:
@@ -169,31 +173,24 @@ def _analyze_distinct(ctx: _Ctx, li: int, idx: np.ndarray, dims: dict) -> dict:
     return {k: v[inverse] for k, v in res.items()}
 
 
-def _order_positions(S: States, grid: list[tuple[int, ...]]) -> np.ndarray:
-    """MAESTRO's case id of every grid case for every candidate (-1: absent)."""
-    counts = np.stack([1 + (o[STEADY] > 0) + (o[EDGE] > 0) for o in S.occ])  # (slots, N)
-    code = np.zeros(counts.shape[1], np.int64)
-    for o in S.occ:  # which states exist, not just how many
-        code = code * 4 + (o[STEADY] > 0) + 2 * (o[EDGE] > 0)
-    out = np.full((len(grid), counts.shape[1]), -1, np.int64)
+def _order_positions(S: States, rows: np.ndarray) -> np.ndarray:
+    """MAESTRO's case id of every case (``rows``: a state per slot) for every candidate (-1:
+    absent)."""
+    has = S.occ[:, 1:] > 0                                    # (slots, Steady/Edge, N)
+    code = np.zeros(has.shape[2], np.int64)
+    for h in has:  # which states exist, not just how many
+        code = code * 4 + h[0] + 2 * h[1]
+    out = np.full((len(rows), has.shape[2]), -1, np.int64)
     for u in np.unique(code):
         cols = np.nonzero(code == u)[0]
-        cnt = [int(x) for x in counts[:, cols[0]]]
-        has = [[(o[STEADY] > 0)[cols[0]], (o[EDGE] > 0)[cols[0]]] for o in S.occ]
-        pos_of = _case_ids(tuple(cnt))
-        for g, pos in enumerate(grid):
-            idx = []
-            for j, p in enumerate(pos):
-                if p == INIT:
-                    idx.append(0)
-                elif p == STEADY and has[j][0]:
-                    idx.append(1)
-                elif p == EDGE and has[j][1]:
-                    idx.append(1 + int(has[j][0]))
-                else:
-                    break
-            else:
-                out[g, cols] = pos_of[tuple(idx)]
+        steady, edge = has[:, 0, cols[0]], has[:, 1, cols[0]]
+        # a state's index among those the slot has (-1: the slot has no such state)
+        idx = np.where(rows == INIT, 0, np.where(rows == STEADY, np.where(steady, 1, -1),
+                                                 np.where(edge, 1 + steady, -1)))
+        ok = np.nonzero((idx >= 0).all(1))[0]
+        counts = tuple(int(c) for c in 1 + steady + edge)
+        ids = _case_ids(counts)[np.ravel_multi_index(tuple(idx[ok].T), counts)]
+        out[ok[:, None], cols] = ids[:, None]
     return out
 
 
@@ -204,7 +201,7 @@ def _analyze(ctx: _Ctx, li: int, idx: np.ndarray, dims: dict) -> dict:
     lv = ctx.levels[li] if top else _take(ctx.levels[li], idx)
     hw = ctx.hw if top else _hw_take(ctx.hw, idx)
     S = States(lv, dims)
-    grid = list(product(*S.union))
+    grid = list(product(*S.union))      # the cases: a state per slot
     rows = np.array(grid, np.int64).reshape(len(grid), len(lv.slots))
     occ = lv.one
     for j in range(len(lv.slots)):
@@ -259,12 +256,12 @@ def _analyze(ctx: _Ctx, li: int, idx: np.ndarray, dims: dict) -> dict:
            "active": np.where(total > 0, active_acc / np.maximum(total, 1), active_acc)}
     if top:
         pm = dense(psum_map(c, out_t.dims, flat))
-        res.update(_top_totals(ctx, S, grid, dims, occ, occ_run, run, eg, igs, pm, compute, l2_req,
+        res.update(_top_totals(ctx, S, rows, dims, occ, occ_run, run, eg, igs, pm, compute, l2_req,
                                total))
     return res
 
 
-def _top_totals(ctx: _Ctx, S: States, grid, dims, occ, occ_run, run, eg, igs, pm, compute,
+def _top_totals(ctx: _Ctx, S: States, rows, dims, occ, occ_run, run, eg, igs, pm, compute,
                 l2_req, total) -> dict:
     """The top level's traffic, access counts, NoC and off-chip bandwidth over its cases."""
     ins, out_t = ctx.ins, ctx.out_t
@@ -291,16 +288,16 @@ def _top_totals(ctx: _Ctx, S: States, grid, dims, occ, occ_run, run, eg, igs, pm
                 avg=np.where(total > 0, ((occ_run * mx) // cd).sum(0) / np.maximum(total, 1), 0.0),
                 l2_req=l2_req, l2_rd=l2_rd, l2_wr=l2_wr, l1_rd=l1_rd, l1_wr=l1_wr,
                 valid=~(run & (compute == 0)).any(0), recursed=run.any(0),
-                offchip=_offchip(S, grid, offv[ran], run[ran], np.nonzero(ran)[0]),
+                offchip=_offchip(S, rows, offv[ran], run[ran], np.nonzero(ran)[0]),
                 offchip_step=offv[ran].max(0) // 2 if ran.any() else np.zeros(len(total), np.int64))
 
 
-def _offchip(S: States, grid, vals: np.ndarray, runs: np.ndarray, cases: np.ndarray):
+def _offchip(S: States, rows: np.ndarray, vals: np.ndarray, runs: np.ndarray, cases: np.ndarray):
     """MAESTRO halves its running maximum after every top-level case: max_k v_k >> (K - rank_k)."""
     n = runs.shape[1]
     if not len(cases):
         return np.zeros(n, np.int64)
-    order = _order_positions(S, grid)
+    order = _order_positions(S, rows)
     big = np.iinfo(np.int64).max
     pos = np.where(runs, order[cases], big)
     ranks = pos.argsort(0).argsort(0)

@@ -37,16 +37,16 @@ class PlanCost:
     partial_sum_rereads: int = 0        # output elements read back from DRAM between parts
     partial_sums_in_l2: bool = True
     partial_sum_cycles: int = 0         # DRAM time of the re-reads, added to the parts' runtimes
-    lower_bound_cycles: int = 0         # see lower_bound(); a plan whose bound is no better is not compiled
+    lower_bound_cycles: int = 0         # see lower_bound(); latency: not compiled if a plan is within GAP of it
     l2_kept_free: int = 0               # L2 bytes the parts were compiled without, for the partial sums
-    all_l2_skipped: bool = False        # not compiled with all of L2: within ROOM_GAP of the bound already
+    all_l2_skipped: bool = False        # not compiled with all of L2: within GAP of the bound already
     error: MapcError | None = None
     skipped: bool = False
 
     def report(self) -> dict:
         if self.skipped:
-            return {"lower_bound_cycles": self.lower_bound_cycles, "skipped": "its lower bound is no better "
-                    "than a plan already compiled"}
+            return {"lower_bound_cycles": self.lower_bound_cycles, "skipped": "a plan already compiled runs within "
+                    "1.5 % of this one's lower bound (or below it)"}
         if self.error is not None:
             return {"error": str(self.error)}
         return {"runtime_cycles": self.runtime_cycles, "energy_mac_units": round(self.energy_mac_units, 2),
