@@ -241,8 +241,8 @@ def _l2_order(ctx: Context, room):
 
 
 def run(ctx: Context) -> Context:
-    """Compile the plans in order of their lower bounds (skipping, for latency, those whose bound
-    is no better than a plan already compiled), keep the best."""
+    """Compile the plans in order of their lower bounds (skipping, for latency, those a compiled
+    plan runs within GAP of), keep the best."""
     op = ctx.op
     tried = plans(op, ctx.mdc_form, ctx.target)
     if not tried:
