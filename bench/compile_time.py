@@ -7,13 +7,19 @@ A shared machine's speed drifts (on the 2-core machines mapc is measured on, by 
 minutes), so a wall time means little without the state it was measured in.  Before each cold
 compile (:func:`bench.models.cold_compile`: a fresh process, imports and worker start-up included)
 this records the load average and a *speed probe*: the seconds a fixed numpy workload of the kind
-the cost model runs (many operations on small arrays) takes in this process.  The table pairs each
-wall time with both; the goal (ResNet-50 on edge, ``-j 2``, at most 5 s) is judged on the runs
-whose probe is near the machine's usual value, and the slow ones are reported as such.
+the cost model runs (many operations on small arrays) takes in this process; and, during the
+compile, the share of CPU time the hypervisor gave to other guests (*steal*, from ``/proc/stat``;
+blank where there is none).  The table pairs each wall time with all three; the goal (ResNet-50
+on edge, ``-j 2``, at most 5 s) is judged on the runs whose probe is near the machine's usual
+value, and the slow ones are reported as such.
+
+mapc's bytecode is compiled first, as any first run leaves it (with ``PYTHONDONTWRITEBYTECODE``
+set, edited modules would otherwise be compiled from source in every run: 0.1-0.2 s of imports).
 """
 from __future__ import annotations
 
 import argparse
+import compileall
 import os
 import statistics
 import sys
@@ -35,6 +41,23 @@ def speed_probe() -> float:
     return time.perf_counter() - start
 
 
+def cpu_times() -> list[int] | None:
+    """The machine's CPU time counters (user, nice, system, idle, iowait, irq, softirq, steal), or
+    None off Linux."""
+    try:
+        return [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    except (OSError, ValueError):
+        return None
+
+
+def steal_share(before: list[int] | None, after: list[int] | None) -> str:
+    """Steal time between two :func:`cpu_times` readings, in % of all CPU time then."""
+    if not before or not after or len(before) < 8:
+        return ""
+    delta = [b - a for a, b in zip(before, after)]
+    return f"{100 * delta[7] / max(sum(delta), 1):.1f}"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", type=Path, default=ROOT / "examples/models/resnet50.yaml")
@@ -42,16 +65,20 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--runs", type=int, default=5)
     args = ap.parse_args()
+    for package in ("compiler", "passes", "targets"):
+        compileall.compile_dir(ROOT / package, quiet=1)
     walls = []
     print(f"{args.model.name} on {args.target}, -j {args.jobs}, cold process per run")
-    print("| run | load avg (1 min) | speed probe s | wall s |\n|---|---|---|---|")
+    print("| run | load avg (1 min) | speed probe s | steal % | wall s |\n|---|---|---|---|---|")
     for run in range(1, args.runs + 1):
         load, probe = os.getloadavg()[0], speed_probe()
+        before = cpu_times()
         wall, code, _, stderr = cold_compile(args.model, args.target, args.jobs)
+        steal = steal_share(before, cpu_times())
         if code != 0:
             raise SystemExit(f"mapc exited {code}:\n{stderr}")
         walls.append(wall)
-        print(f"| {run} | {load:.2f} | {probe:.3f} | {wall:.2f} |", flush=True)
+        print(f"| {run} | {load:.2f} | {probe:.3f} | {steal} | {wall:.2f} |", flush=True)
     print(f"median wall {statistics.median(walls):.2f} s, min {min(walls):.2f} s, max {max(walls):.2f} s")
 
 

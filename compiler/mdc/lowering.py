@@ -71,6 +71,19 @@ class OnchipChoice:
     inner_order: tuple[str, ...]
     merged: bool = False              # the first spatial level shares level 0 (strided layers)
 
+    def __hash__(self) -> int:
+        # Choices key the search's dicts (scores, memo, bounds) and are hashed many times each;
+        # the generated hash would rehash every level and tile each time.
+        h = self.__dict__.get("_hash")
+        if h is None:
+            h = hash((self.spatial, self.l1_tile, self.inner_order, self.merged))
+            object.__setattr__(self, "_hash", h)
+        return h
+
+    def __getstate__(self) -> dict:
+        # (a string's hash differs between processes: never carry one over)
+        return {k: v for k, v in self.__dict__.items() if k != "_hash"}
+
     def describe(self) -> str:
         spread = " x ".join(f"{s.dim}:{s.units}x{s.tile}" for s in self.spatial)
         tile = ", ".join(f"{d}={t}" for d, t in self.l1_tile)
