@@ -264,7 +264,8 @@ def run(ctx: Context) -> Context:
     for i in sorted(range(len(tried)), key=lambda i: (bounds_[i], tried[i].kind == "as-written", i)):
         plan = tried[i]
         if objective == "latency" and fastest is not None and fastest <= (1 + GAP) * bounds_[i]:
-            costs[i] = PlanCost(lower_bound_cycles=bounds_[i], skipped=True)
+            costs[i] = PlanCost(lower_bound_cycles=bounds_[i], skipped=(
+                f"a plan already compiled runs within {100 * GAP:g} % of this one's lower bound, or below it"))
             continue
         assert_exact(op, plan.parts)
         room = _room(ctx, rereads[i])

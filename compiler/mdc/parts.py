@@ -41,12 +41,11 @@ class PlanCost:
     l2_kept_free: int = 0               # L2 bytes the parts were compiled without, for the partial sums
     all_l2_skipped: bool = False        # not compiled with all of L2: within GAP of the bound already
     error: MapcError | None = None
-    skipped: bool = False
+    skipped: str = ""                   # why the plan was not compiled (empty: it was)
 
     def report(self) -> dict:
         if self.skipped:
-            return {"lower_bound_cycles": self.lower_bound_cycles, "skipped": "a plan already compiled runs within "
-                    "1.5 % of this one's lower bound (or below it)"}
+            return {"lower_bound_cycles": self.lower_bound_cycles, "skipped": self.skipped}
         if self.error is not None:
             return {"error": str(self.error)}
         return {"runtime_cycles": self.runtime_cycles, "energy_mac_units": round(self.energy_mac_units, 2),
