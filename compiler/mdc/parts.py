@@ -73,7 +73,7 @@ class Decomposition:
     def pretty(self) -> str:
         lines = [f"decomposition: {self.chosen.kind} ({len(self.chosen.parts)} part(s))"]
         for p, c in self.tried:
-            cost = (f"not compiled (lower bound {c.lower_bound_cycles:,} cycles)" if c.skipped else
+            cost = (f"not compiled (lower bound {c.lower_bound_cycles:,} cycles): {c.skipped}" if c.skipped else
                     f"error: {c.error}" if c.error else f"{c.runtime_cycles:,} cycles" + (
                         f" (parts compiled with {c.l2_kept_free:,} bytes of L2 kept free for the partial sums"
                         + (f"; {c.runtime_cycles / c.lower_bound_cycles - 1:.1%} above its lower bound "
