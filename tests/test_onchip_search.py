@@ -142,3 +142,26 @@ def test_cpsat_proves_its_surrogate_and_keeps_to_l1(write, monkeypatch):
     assert mine.onchip.status == "FEASIBLE (CP-SAT surrogate OPTIMAL)"
     assert mine.onchip.metrics.macs == view.layer_macs
     assert mine.onchip.metrics.runtime_cycles <= 1.10 * ctx.onchip.metrics.runtime_cycles
+
+
+def test_a_choice_keeps_its_hash_but_never_pickles_it():
+    """Choices key the search's dicts, so each keeps its hash; a string's hash differs between
+    processes, so a pickled choice (a worker's result) leaves it behind and hashes afresh."""
+    import pickle
+    import subprocess
+    import sys
+
+    from compiler.mdc.lowering import OnchipChoice, SpatialLevel
+    make = lambda: OnchipChoice((SpatialLevel("k", 16, 2), SpatialLevel("c", 8, 1)),  # noqa: E731
+                                (("k", 2), ("c", 1), ("p", 7)), ("c", "p"), False)
+    a, b = make(), make()
+    assert a == b and hash(a) == hash(b) and {a: 1}[b] == 1
+    assert "_hash" in a.__dict__ and "_hash" not in pickle.loads(pickle.dumps(a)).__dict__
+    # in a process with another string-hash seed, the unpickled choice finds its twin there
+    code = ("import pickle, sys; from compiler.mdc.lowering import OnchipChoice, SpatialLevel; "
+            "c = pickle.loads(sys.stdin.buffer.read()); "
+            "twin = OnchipChoice((SpatialLevel('k', 16, 2), SpatialLevel('c', 8, 1)), "
+            "(('k', 2), ('c', 1), ('p', 7)), ('c', 'p'), False); print({twin: 'found'}.get(c))")
+    out = subprocess.run([sys.executable, "-c", code], input=pickle.dumps(a), capture_output=True,
+                         env={"PYTHONHASHSEED": "12345", "PATH": ""}, check=True)
+    assert out.stdout.decode().strip() == "found"
