@@ -21,7 +21,9 @@ Decides:  the plans (:mod:`compiler.decomposition`) that write the op as parts a
           which the bound does not see).  For ``--objective latency`` a plan is not compiled when
           a compiled plan runs within 1.5 % (GAP) of its bound, as it could beat that by no more
           (ResNet-50's three stride-2 3x3 convs on edge: their phases run 0.1-1.1 % above the
-          bound, so the op as written is not compiled).  When parts that add into the same
+          bound, so the op as written is not compiled; what it gives up, measured: a 3x3x3 conv
+          on edge, split-t 0.08 % above the bound its three split plans share, so split-r and
+          split-s, 6 cycles faster of 2.76 M, are not compiled).  When parts that add into the same
           output, each compiled with all of L2, leave it no room there (so the partial sums go to
           DRAM and back), the parts are compiled again with the output's bytes kept free, and the
           cheaper of the two is the plan's cost (MobileNetV2 b4_first_dw on edge: 17,596 -> 10,916
