@@ -267,7 +267,8 @@ def run(ctx: Context) -> Context:
         plan = tried[i]
         if objective == "latency" and fastest is not None and fastest <= (1 + GAP) * bounds_[i]:
             costs[i] = PlanCost(lower_bound_cycles=bounds_[i], skipped=(
-                f"a plan already compiled runs within {100 * GAP:g} % of this one's lower bound, or below it"))
+                "a plan already compiled runs faster than this one's lower bound" if fastest < bounds_[i] else
+                f"a plan already compiled runs within {100 * GAP:g} % of this one's lower bound"))
             continue
         assert_exact(op, plan.parts)
         room = _room(ctx, rereads[i])
