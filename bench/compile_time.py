@@ -11,7 +11,7 @@ the cost model runs (many operations on small arrays) takes in this process; and
 compile, the share of CPU time the hypervisor gave to other guests (*steal*, from ``/proc/stat``;
 blank where there is none).  The table pairs each wall time with all three; the goal (ResNet-50
 on edge, ``-j 2``, at most 5 s) is judged on the runs whose probe is near the machine's usual
-value, and the slow ones are reported as such.
+value and little steal, and the others are reported as such.
 
 mapc's bytecode is compiled first, as any first run leaves it (with ``PYTHONDONTWRITEBYTECODE``
 set, edited modules would otherwise be compiled from source in every run: 0.1-0.2 s of imports).
@@ -50,12 +50,12 @@ def cpu_times() -> list[int] | None:
         return None
 
 
-def steal_share(before: list[int] | None, after: list[int] | None) -> str:
-    """Steal time between two :func:`cpu_times` readings, in % of all CPU time then."""
+def steal_share(before: list[int] | None, after: list[int] | None) -> float | None:
+    """Steal time between two :func:`cpu_times` readings, in % of all CPU time then (None: unknown)."""
     if not before or not after or len(before) < 8:
-        return ""
+        return None
     delta = [b - a for a, b in zip(before, after)]
-    return f"{100 * delta[7] / max(sum(delta), 1):.1f}"
+    return 100 * delta[7] / max(sum(delta), 1)
 
 
 def main() -> None:
@@ -78,9 +78,10 @@ def main() -> None:
         if code != 0:
             raise SystemExit(f"mapc exited {code}:\n{stderr}")
         walls.append(wall)
-        if steal and float(steal) < 1.0:
+        if steal is not None and steal < 1.0:
             quiet.append(wall)
-        print(f"| {run} | {load:.2f} | {probe:.3f} | {steal} | {wall:.2f} |", flush=True)
+        shown = "" if steal is None else f"{steal:.1f}"
+        print(f"| {run} | {load:.2f} | {probe:.3f} | {shown} | {wall:.2f} |", flush=True)
     print(f"median wall {statistics.median(walls):.2f} s, min {min(walls):.2f} s, max {max(walls):.2f} s")
     if quiet and len(quiet) < len(walls):
         print(f"runs with under 1 % steal: {len(quiet)} of {len(walls)}, median wall {statistics.median(quiet):.2f} s")

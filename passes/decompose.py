@@ -66,6 +66,11 @@ ROOM_FIRST = 0.45
 # is not compiled when what is compiled already runs within GAP of its lower bound.
 GAP = 0.015
 
+
+def _within_gap(runtime: int, bound: int) -> bool:
+    """A plan that runs in ``runtime`` leaves at most GAP to gain over ``bound`` (latency)."""
+    return runtime <= (1 + GAP) * bound
+
 # The per-op MDC passes, run on each distinct part (the same ones the pipeline runs on a whole op).
 PART_PASSES = (conformance.run, mdc_limits.run, offchip.run, onchip.run, replan.run, top_steps.run, mdc_emit.run)
 
@@ -265,7 +270,7 @@ def run(ctx: Context) -> Context:
 
     for i in sorted(range(len(tried)), key=lambda i: (bounds_[i], tried[i].kind == "as-written", i)):
         plan = tried[i]
-        if objective == "latency" and fastest is not None and fastest <= (1 + GAP) * bounds_[i]:
+        if objective == "latency" and fastest is not None and _within_gap(fastest, bounds_[i]):
             costs[i] = PlanCost(lower_bound_cycles=bounds_[i], skipped=(
                 "a plan already compiled runs faster than this one's lower bound" if fastest < bounds_[i] else
                 f"a plan already compiled runs within {100 * GAP:g} % of this one's lower bound"))
@@ -278,7 +283,7 @@ def run(ctx: Context) -> Context:
                 if target is room and done.partial_sums_in_l2:
                     break       # all of L2 left the partial sums their room already
                 if target is ctx.target and objective == "latency" \
-                        and done.runtime_cycles <= (1 + GAP) * bounds_[i]:
+                        and _within_gap(done.runtime_cycles, bounds_[i]):
                     costs[i] = replace(done, all_l2_skipped=True)
                     break       # nothing compiled with all of L2 can be faster by more than GAP
             parts = _compile_parts(ctx, plan, target, compiled)

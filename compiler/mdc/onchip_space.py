@@ -301,7 +301,7 @@ def inner_choices(view: MdcView, l2_tile: dict[str, int], structure: Structure, 
     for t in fits:
         # Orders that differ only in where single-step loops sit are one candidate (the model
         # gives them the same numbers): the first of each is kept, as a tie would pick it.
-        steps = tuple(d for d in view.dims if t[d] < chunk[d])
+        steps = stepping(view.dims, t, chunk)
         kept = distinct.get(steps)
         if kept is None:
             kept, seen = distinct.setdefault(steps, []), set()
